@@ -1,0 +1,423 @@
+//! The one configuration file every subcommand reads: typed, loaded once, secrets resolved from
+//! the environment or from files it names (never from the file itself).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where racklift looks when neither `--config` nor `RACKLIFT_CONFIG` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/racklift/racklift.yaml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the configuration file {path} is not valid")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error(
+        "{what} is not configured: set `{file_key}` in the configuration file or the environment variable {env}"
+    )]
+    MissingSecret {
+        what: &'static str,
+        file_key: &'static str,
+        env: String,
+    },
+    #[error("cannot read {what} from {path}")]
+    SecretFile {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} in {path} is empty")]
+    EmptySecret { what: &'static str, path: PathBuf },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A secret value: its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where a secret comes from: a file (preferred: it never shows up in `ps` or `/proc/*/environ`
+/// of children) or an environment variable.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    pub file: Option<PathBuf>,
+    pub env: Option<String>,
+}
+
+impl SecretSource {
+    fn resolve(
+        &self,
+        what: &'static str,
+        file_key: &'static str,
+        default_env: &str,
+    ) -> Result<Secret, ConfigError> {
+        if let Some(path) = &self.file {
+            let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                what,
+                path: path.clone(),
+                source,
+            })?;
+            let value = raw.trim_end_matches(['\n', '\r']);
+            if value.is_empty() {
+                return Err(ConfigError::EmptySecret {
+                    what,
+                    path: path.clone(),
+                });
+            }
+            return Ok(Secret::new(value));
+        }
+        let env = self.env.as_deref().unwrap_or(default_env);
+        match std::env::var(env) {
+            Ok(value) if !value.is_empty() => Ok(Secret::new(value)),
+            _ => Err(ConfigError::MissingSecret {
+                what,
+                file_key,
+                env: env.to_owned(),
+            }),
+        }
+    }
+}
+
+/// The file as written; [`Config::load`] turns it into [`Config`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    netbox: RawNetBox,
+    #[serde(default = "default_listen")]
+    listen: SocketAddr,
+    #[serde(default)]
+    webhook: RawWebhook,
+    #[serde(default)]
+    scope: Scope,
+    #[serde(default)]
+    reconciler: ReconcilerConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetBox {
+    url: url::Url,
+    #[serde(default)]
+    token: SecretSource,
+    #[serde(default = "yes")]
+    tls_verify: bool,
+    ca_file: Option<PathBuf>,
+    #[serde(default = "default_netbox_timeout", with = "humantime_serde")]
+    timeout: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: Option<url::Url>,
+    #[serde(default)]
+    secret: SecretSource,
+    #[serde(default = "default_webhook_path")]
+    path: String,
+    #[serde(default = "default_body_limit")]
+    body_limit_bytes: usize,
+}
+
+impl Default for RawWebhook {
+    fn default() -> Self {
+        Self {
+            url: None,
+            secret: SecretSource::default(),
+            path: default_webhook_path(),
+            body_limit_bytes: default_body_limit(),
+        }
+    }
+}
+
+/// Which devices this racklift manages, and how its NetBox objects are named.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    /// Names the webhook and event rule `racklift netbox apply` writes, so several racklift
+    /// instances (one per site, or a test's own) can share one NetBox.
+    #[serde(default = "default_instance")]
+    pub instance: String,
+    /// Site slugs; empty means every site.
+    #[serde(default)]
+    pub sites: Vec<String>,
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Self {
+            instance: default_instance(),
+            sites: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcilerConfig {
+    /// Devices reconciled at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// How often every device in a racklift-owned state is queued again.
+    #[serde(default = "default_resync", with = "humantime_serde")]
+    pub resync_interval: Duration,
+    /// How long a device may stay `validating` before it is `failed`.
+    #[serde(default = "default_validating_deadline", with = "humantime_serde")]
+    pub validating_deadline: Duration,
+    /// Distinct devices the queue holds before webhooks are answered 503.
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    /// First retry delay; doubles per attempt up to `backoff_max`, with jitter.
+    #[serde(default = "default_backoff_base", with = "humantime_serde")]
+    pub backoff_base: Duration,
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Retries of an error that is the device's (not NetBox being down) before it is `failed`.
+    #[serde(default = "default_stage_retries")]
+    pub stage_retries: u32,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: default_concurrency(),
+            resync_interval: default_resync(),
+            validating_deadline: default_validating_deadline(),
+            queue_capacity: default_queue_capacity(),
+            backoff_base: default_backoff_base(),
+            backoff_max: default_backoff_max(),
+            stage_retries: default_stage_retries(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_netbox_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_webhook_path() -> String {
+    "/hooks/netbox".to_owned()
+}
+fn default_body_limit() -> usize {
+    1024 * 1024
+}
+fn default_instance() -> String {
+    "racklift".to_owned()
+}
+fn default_concurrency() -> usize {
+    8
+}
+fn default_resync() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_validating_deadline() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_queue_capacity() -> usize {
+    100_000
+}
+fn default_backoff_base() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_stage_retries() -> u32 {
+    5
+}
+
+#[derive(Debug, Clone)]
+pub struct NetBoxConfig {
+    pub url: url::Url,
+    pub token: Secret,
+    pub tls_verify: bool,
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// The URL NetBox calls; only `netbox apply` needs it.
+    pub url: Option<url::Url>,
+    pub secret: Secret,
+    pub path: String,
+    pub body_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub netbox: NetBoxConfig,
+    pub listen: SocketAddr,
+    pub webhook: WebhookConfig,
+    pub scope: Scope,
+    pub reconciler: ReconcilerConfig,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses `text`; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        if !matches!(raw.netbox.url.scheme(), "http" | "https") {
+            return Err(ConfigError::Invalid(format!(
+                "netbox.url must be http or https, got {}",
+                raw.netbox.url
+            )));
+        }
+        if !raw.webhook.path.starts_with('/') {
+            return Err(ConfigError::Invalid(format!(
+                "webhook.path must start with '/', got {:?}",
+                raw.webhook.path
+            )));
+        }
+        if raw.reconciler.concurrency == 0 || raw.reconciler.queue_capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "reconciler.concurrency and reconciler.queue_capacity must be at least 1".into(),
+            ));
+        }
+        let token = raw.netbox.token.resolve(
+            "the NetBox API token",
+            "netbox.token.file",
+            "RACKLIFT_NETBOX_TOKEN",
+        )?;
+        let secret = raw.webhook.secret.resolve(
+            "the webhook secret",
+            "webhook.secret.file",
+            "RACKLIFT_WEBHOOK_SECRET",
+        )?;
+        Ok(Self {
+            netbox: NetBoxConfig {
+                url: raw.netbox.url,
+                token,
+                tls_verify: raw.netbox.tls_verify,
+                ca_file: raw.netbox.ca_file,
+                timeout: raw.netbox.timeout,
+            },
+            listen: raw.listen,
+            webhook: WebhookConfig {
+                url: raw.webhook.url,
+                secret,
+                path: raw.webhook.path,
+                body_limit_bytes: raw.webhook.body_limit_bytes,
+            },
+            scope: raw.scope,
+            reconciler: raw.reconciler,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_in_the_repo_parses_with_its_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        let secret = dir.path().join("secret");
+        std::fs::write(&token, "0123456789abcdef0123456789abcdef01234567\n").expect("write");
+        std::fs::write(&secret, "webhook-secret").expect("write");
+        let example = include_str!("../racklift.example.yaml")
+            .replace("/etc/racklift/netbox-token", token.to_str().expect("utf-8"))
+            .replace(
+                "/etc/racklift/webhook-secret",
+                secret.to_str().expect("utf-8"),
+            );
+        let config = Config::parse(&example, Path::new("racklift.example.yaml")).expect("parses");
+        assert_eq!(
+            config.netbox.token.expose(),
+            "0123456789abcdef0123456789abcdef01234567"
+        );
+        assert_eq!(config.webhook.secret.expose(), "webhook-secret");
+        assert!(config.netbox.tls_verify);
+        assert_eq!(config.webhook.path, "/hooks/netbox");
+        assert_eq!(config.webhook.body_limit_bytes, 1024 * 1024);
+        assert_eq!(config.reconciler.resync_interval, Duration::from_secs(60));
+        assert_eq!(
+            config.reconciler.validating_deadline,
+            Duration::from_secs(1800)
+        );
+        assert_eq!(config.listen, default_listen());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "supersecrettoken").expect("write");
+        let yaml = format!(
+            "netbox: {{url: 'https://nb.example', token: {{file: {t}}}}}\nwebhook: {{secret: {{file: {t}}}}}\n",
+            t = token.display()
+        );
+        let config = Config::parse(&yaml, Path::new("x.yaml")).expect("parses");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("supersecrettoken"), "{shown}");
+        assert!(shown.contains("***"));
+    }
+
+    #[test]
+    fn a_missing_secret_names_the_key_and_the_variable() {
+        let yaml = "netbox: {url: 'https://nb.example', token: {env: RACKLIFT_TEST_UNSET_VAR}}\n";
+        let err = Config::parse(yaml, Path::new("x.yaml")).expect_err("no token");
+        let msg = err.to_string();
+        assert!(msg.contains("RACKLIFT_TEST_UNSET_VAR"), "{msg}");
+        assert!(msg.contains("netbox.token.file"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_so_typos_do_not_pass_silently() {
+        let yaml = "netbox: {url: 'https://nb.example', tokn: {file: /x}}\n";
+        let err = Config::parse(yaml, Path::new("x.yaml")).expect_err("typo");
+        assert!(format!("{:?}", err).contains("tokn"));
+    }
+}

@@ -1,0 +1,320 @@
+//! The level-triggered controller: a coalescing queue of device ids fed by webhooks and a
+//! periodic resync, workers that re-read each device from NetBox and carry out what the
+//! lifecycle table decides, and the error policy that schedules retries.
+
+mod queue;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use chrono::Utc;
+use tokio::time::Instant;
+
+pub use queue::{QueueFull, QueueStats, WorkQueue};
+
+use crate::config::{ReconcilerConfig, Scope};
+use crate::lifecycle::{self, Decision, JournalKind, Lifecycle, Policy, Stamp, Transition};
+use crate::netbox::{Device, DeviceId, DeviceStore, DeviceUpdate, NetBoxError};
+
+/// What one reconcile did; logged, and asserted on by tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// NetBox has no such device (deleted, or a webhook for an id it never had).
+    Gone,
+    /// The lifecycle field is empty, the device is outside this racklift's sites, or its
+    /// state is one racklift does not know.
+    Unmanaged,
+    /// Nothing to do in this state.
+    Idle(Lifecycle),
+    /// Waiting (e.g. for a validation report); looked at again after the duration.
+    Waiting(Lifecycle, Duration),
+    /// Wrote the next state.
+    Moved(Transition),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("device {device}: {doing}")]
+pub struct ReconcileError {
+    pub device: DeviceId,
+    pub doing: &'static str,
+    #[source]
+    pub source: NetBoxError,
+}
+
+/// How an error is retried: the decision is one exhaustive match in [`ReconcileError::retry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// The device changed under us: read it again at once.
+    Now,
+    /// Not the device's fault (NetBox away): back off, for as long as it lasts.
+    WhileItLasts,
+    /// An answer that asking again is unlikely to change: back off, up to a bound.
+    Bounded,
+}
+
+impl ReconcileError {
+    pub fn retry(&self) -> Retry {
+        match &self.source {
+            NetBoxError::Changed { .. } => Retry::Now,
+            e if e.is_transient() => Retry::WhileItLasts,
+            _ => Retry::Bounded,
+        }
+    }
+}
+
+fn netbox(device: DeviceId, doing: &'static str) -> impl FnOnce(NetBoxError) -> ReconcileError {
+    move |source| ReconcileError {
+        device,
+        doing,
+        source,
+    }
+}
+
+/// Per-device retry state, dropped when a reconcile succeeds.
+#[derive(Debug)]
+struct Failing {
+    attempts: u32,
+    backoff: ExponentialBackoff,
+}
+
+#[derive(Debug)]
+pub struct Controller<S> {
+    store: S,
+    queue: Arc<WorkQueue>,
+    policy: Policy,
+    config: ReconcilerConfig,
+    sites: Vec<String>,
+    failing: Mutex<HashMap<DeviceId, Failing>>,
+}
+
+impl<S: DeviceStore> Controller<S> {
+    pub fn new(store: S, config: ReconcilerConfig, scope: &Scope) -> Self {
+        Self {
+            store,
+            queue: Arc::new(WorkQueue::new(config.queue_capacity)),
+            policy: Policy {
+                validating_deadline: config.validating_deadline,
+            },
+            sites: scope.sites.clone(),
+            config,
+            failing: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn queue(&self) -> &Arc<WorkQueue> {
+        &self.queue
+    }
+
+    /// Runs the workers and the resync until the task is dropped.
+    pub async fn run(self: Arc<Self>) {
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..self.config.concurrency {
+            let this = self.clone();
+            workers.spawn(async move {
+                loop {
+                    let id = this.queue.next().await;
+                    this.reconcile_and_schedule(id).await;
+                    this.queue.done(id);
+                }
+            });
+        }
+        workers.spawn(self.clone().resync_forever());
+        while let Some(ended) = workers.join_next().await {
+            if let Err(e) = ended {
+                tracing::error!(error = %e, "a controller task ended unexpectedly");
+            }
+        }
+    }
+
+    async fn resync_forever(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.resync_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match self.resync().await {
+                Ok(count) => tracing::debug!(devices = count, "resync queued devices"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "resync could not list devices; trying again at the next interval")
+                }
+            }
+        }
+    }
+
+    /// Queues every device in a state racklift acts on: lost webhooks, and work left by a
+    /// crash, are picked up here.
+    pub async fn resync(&self) -> Result<usize, NetBoxError> {
+        let states: Vec<Lifecycle> = lifecycle::acted_on().collect();
+        let ids = self.store.devices_in(&states, &self.sites).await?;
+        let now = Instant::now();
+        let mut queued = 0;
+        for id in ids {
+            match self.queue.enqueue(id, now) {
+                Ok(()) => queued += 1,
+                Err(full) => {
+                    tracing::warn!(error = %full, "resync stopped early; the rest waits for the next one");
+                    break;
+                }
+            }
+        }
+        Ok(queued)
+    }
+
+    async fn reconcile_and_schedule(&self, id: DeviceId) {
+        match self.reconcile(id).await {
+            Ok(outcome) => {
+                self.lock_failing().remove(&id);
+                match outcome {
+                    Outcome::Gone => {
+                        tracing::info!(device = %id, "device not in NetBox (deleted, or never there): dropped")
+                    }
+                    Outcome::Unmanaged => {
+                        tracing::debug!(device = %id, "device not managed by racklift: left alone")
+                    }
+                    Outcome::Idle(state) => tracing::debug!(device = %id, %state, "nothing to do"),
+                    Outcome::Waiting(state, after) => {
+                        tracing::debug!(device = %id, %state, ?after, "waiting");
+                        self.requeue(id, after);
+                    }
+                    Outcome::Moved(tr) => {
+                        tracing::info!(device = %id, from = %tr.from, to = %tr.to, "{}", tr.message)
+                    }
+                }
+            }
+            Err(e) => self.error_policy(&e),
+        }
+    }
+
+    fn lock_failing(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, Failing>> {
+        self.failing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn requeue(&self, id: DeviceId, after: Duration) {
+        if let Err(full) = self.queue.enqueue(id, Instant::now() + after) {
+            tracing::warn!(device = %id, error = %full, "could not requeue; the resync will pick the device up");
+        }
+    }
+
+    fn error_policy(&self, error: &ReconcileError) {
+        let id = error.device;
+        let retry = error.retry();
+        if retry == Retry::Now {
+            tracing::info!(device = %id, "device changed while racklift decided; reading it again");
+            return self.requeue(id, Duration::ZERO);
+        }
+        let (attempts, delay) = {
+            let mut failing = self.lock_failing();
+            let entry = failing.entry(id).or_insert_with(|| Failing {
+                attempts: 0,
+                backoff: ExponentialBuilder::default()
+                    .with_min_delay(self.config.backoff_base)
+                    .with_max_delay(self.config.backoff_max)
+                    .with_jitter()
+                    .without_max_times()
+                    .build(),
+            });
+            entry.attempts += 1;
+            (
+                entry.attempts,
+                entry.backoff.next().unwrap_or(self.config.backoff_max),
+            )
+        };
+        let err = crate::error_chain(error);
+        match retry {
+            Retry::WhileItLasts => {
+                tracing::warn!(device = %id, attempt = attempts, retry_in = ?delay, "{err}");
+                self.requeue(id, delay);
+            }
+            Retry::Bounded if attempts <= self.config.stage_retries => {
+                tracing::warn!(device = %id, attempt = attempts, retry_in = ?delay, "{err}");
+                self.requeue(id, delay);
+            }
+            Retry::Bounded | Retry::Now => {
+                tracing::error!(device = %id, attempts, "{err}; giving up until the next resync");
+                self.lock_failing().remove(&id);
+            }
+        }
+    }
+
+    /// Reads the device and does what the lifecycle table says, one step.
+    pub async fn reconcile(&self, id: DeviceId) -> Result<Outcome, ReconcileError> {
+        let Some(device) = self
+            .store
+            .device(id)
+            .await
+            .map_err(netbox(id, "reading the device"))?
+        else {
+            return Ok(Outcome::Gone);
+        };
+        if !self.in_scope(&device) {
+            return Ok(Outcome::Unmanaged);
+        }
+        let state = match &device.lifecycle {
+            None => return Ok(Outcome::Unmanaged),
+            Some(Ok(state)) => *state,
+            Some(Err(unknown)) => {
+                tracing::warn!(device = %id, name = %device.name, "{unknown}");
+                return Ok(Outcome::Unmanaged);
+            }
+        };
+        let now = Utc::now();
+        match lifecycle::decide(state, device.stamp.as_ref(), now, &self.policy) {
+            Decision::Nothing => Ok(Outcome::Idle(state)),
+            Decision::Wait {
+                restamp,
+                recheck_after,
+            } => {
+                if restamp {
+                    self.store
+                        .update_device(&device, &DeviceUpdate::restamp(Stamp::entered(state, now)))
+                        .await
+                        .map_err(netbox(id, "stamping the state it found"))?;
+                }
+                Ok(Outcome::Waiting(state, recheck_after))
+            }
+            Decision::Transition(transition) => self.transition(&device, transition).await,
+        }
+    }
+
+    fn in_scope(&self, device: &Device) -> bool {
+        self.sites.is_empty()
+            || device
+                .site
+                .as_ref()
+                .is_some_and(|site| self.sites.contains(site))
+    }
+
+    /// Journal first, then the conditional write: a crash in between repeats the journal entry
+    /// on the next attempt rather than losing it.
+    async fn transition(
+        &self,
+        device: &Device,
+        transition: Transition,
+    ) -> Result<Outcome, ReconcileError> {
+        let id = device.id;
+        self.store
+            .journal(id, transition.journal, &transition.journal_text())
+            .await
+            .map_err(netbox(id, "writing the journal entry"))?;
+        let update = DeviceUpdate::transition(
+            transition.to,
+            transition.error.clone(),
+            Stamp::entered(transition.to, Utc::now()),
+        );
+        match self.store.update_device(device, &update).await {
+            Ok(()) => Ok(Outcome::Moved(transition)),
+            Err(source @ NetBoxError::Changed { .. }) => {
+                let note = format!(
+                    "racklift: not applied ({} → {}): the device was edited while racklift decided; the edit wins and racklift decides again",
+                    transition.from, transition.to
+                );
+                if let Err(e) = self.store.journal(id, JournalKind::Warning, &note).await {
+                    tracing::warn!(device = %id, error = %e, "could not journal the dropped transition");
+                }
+                Err(netbox(id, "writing the next state")(source))
+            }
+            Err(e) => Err(netbox(id, "writing the next state")(e)),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! `lifecycle_stamp`: racklift's own record of when a device entered its state and how far the
+//! stage got, so deadlines survive edits of other fields and a crash does not repeat a step.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::Lifecycle;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    #[serde(with = "state_value")]
+    pub state: Lifecycle,
+    pub since: DateTime<Utc>,
+    /// How many times the stage has been retried in this state.
+    pub attempt: u32,
+    /// Progress inside a stage (e.g. "reset requested"), for stages that take several steps.
+    pub step: Option<String>,
+}
+
+impl Stamp {
+    pub fn entered(state: Lifecycle, now: DateTime<Utc>) -> Self {
+        Self {
+            state,
+            since: now,
+            attempt: 0,
+            step: None,
+        }
+    }
+
+    /// Reads the custom field's JSON. Anything racklift did not write (hand-edited, an old
+    /// format) counts as no stamp: the device is then restamped, never trusted.
+    pub fn from_json(value: &serde_json::Value) -> Option<Self> {
+        serde_json::from_value(value.clone()).ok()
+    }
+}
+
+mod state_value {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Lifecycle;
+
+    pub fn serialize<S: Serializer>(state: &Lifecycle, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(state.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Lifecycle, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_json() {
+        let stamp = Stamp::entered(
+            Lifecycle::Validating,
+            "2026-11-25T10:00:00Z".parse().expect("time"),
+        );
+        let json = serde_json::to_value(&stamp).expect("json");
+        assert_eq!(json["state"], "validating");
+        assert_eq!(Stamp::from_json(&json), Some(stamp));
+    }
+
+    #[test]
+    fn anything_else_is_no_stamp() {
+        for junk in [
+            serde_json::json!(null),
+            serde_json::json!("validating"),
+            serde_json::json!({"state": "bogus", "since": "2026-11-25T10:00:00Z", "attempt": 0, "step": null}),
+            serde_json::json!({"state": "racked"}),
+        ] {
+            assert_eq!(Stamp::from_json(&junk), None, "{junk}");
+        }
+    }
+}

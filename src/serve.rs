@@ -1,0 +1,81 @@
+//! `racklift serve`: the NetBox client, the controller and the HTTP server, started together
+//! and stopped together on SIGTERM or Ctrl-C.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::controller::Controller;
+use crate::http::{AppState, router};
+use crate::netbox::{ClientSetupError, DeviceStore, NetBoxClient};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Client(#[from] ClientSetupError),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the HTTP server stopped")]
+    Http(#[source] std::io::Error),
+}
+
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    let client = NetBoxClient::new(&config.netbox)?;
+    #[cfg(feature = "test-hooks")]
+    if let Some(dir) = std::env::var_os("RACKLIFT_TEST_PAUSE_DIR") {
+        tracing::warn!("test-only pause points are ON ({})", dir.to_string_lossy());
+        return run(crate::netbox::PausingStore::new(client, dir.into()), config).await;
+    }
+    run(client, config).await
+}
+
+async fn run<S: DeviceStore>(store: S, config: Config) -> Result<(), ServeError> {
+    let controller = Arc::new(Controller::new(
+        store,
+        config.reconciler.clone(),
+        &config.scope,
+    ));
+    let state = AppState::new(controller.queue().clone(), config.webhook.secret.clone());
+    let app = router(state, &config.webhook.path, config.webhook.body_limit_bytes);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ServeError::Http)?;
+    tracing::info!(%addr, netbox = %config.netbox.url, path = %config.webhook.path, "racklift serving");
+    let controller_task = tokio::spawn(controller.run());
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(ServeError::Http);
+    controller_task.abort();
+    tracing::info!("racklift stopped");
+    result
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM; stop with Ctrl-C");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
