@@ -50,13 +50,15 @@ enum NetboxCommand {
     },
 }
 
-/// Logs go to stderr; `RUST_LOG` filters them (default `info`).
+/// Logs go to stderr, coloured only on a terminal; `RUST_LOG` filters them (default `info`).
 pub fn init_logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

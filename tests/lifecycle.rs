@@ -37,6 +37,12 @@ async fn an_operator_setting_discovered_sees_the_device_claimed_for_provisioning
     let id = site.device(&api, "srv1", "racked").await;
     let racklift = Racklift::start(&site, Options::default()).await;
 
+    // An edit of another field: the event rule does not fire for it.
+    api.patch(
+        &format!("dcim/devices/{id}/"),
+        json!({"description": "rack A1 U12"}),
+    )
+    .await;
     api.set_lifecycle(id, "discovered").await;
     let device = wait_lifecycle(&api, id, "provisioning").await;
 
