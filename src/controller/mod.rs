@@ -318,3 +318,6 @@ impl<S: DeviceStore> Controller<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
