@@ -18,6 +18,9 @@ use crate::config::{ReconcilerConfig, Scope};
 use crate::lifecycle::{self, Decision, JournalKind, Lifecycle, Policy, Stamp, Transition};
 use crate::netbox::{Device, DeviceId, DeviceStore, DeviceUpdate, NetBoxError};
 
+/// 412s in a row answered by an immediate re-read; more are retried with backoff.
+const IMMEDIATE_REREADS: u32 = 3;
+
 /// What one reconcile did; logged, and asserted on by tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -199,10 +202,6 @@ impl<S: DeviceStore> Controller<S> {
     fn error_policy(&self, error: &ReconcileError) {
         let id = error.device;
         let retry = error.retry();
-        if retry == Retry::Now {
-            tracing::info!(device = %id, "device changed while racklift decided; reading it again");
-            return self.requeue(id, Duration::ZERO);
-        }
         let (attempts, delay) = {
             let mut failing = self.lock_failing();
             let entry = failing.entry(id).or_insert_with(|| Failing {
@@ -222,7 +221,13 @@ impl<S: DeviceStore> Controller<S> {
         };
         let err = crate::error_chain(error);
         match retry {
-            Retry::WhileItLasts => {
+            // Someone is editing the device right now: read it again at once, but a device
+            // edited over and over is looked at with backoff rather than in a tight loop.
+            Retry::Now if attempts <= IMMEDIATE_REREADS => {
+                tracing::info!(device = %id, "device changed while racklift decided; reading it again");
+                self.requeue(id, Duration::ZERO);
+            }
+            Retry::Now | Retry::WhileItLasts => {
                 tracing::warn!(device = %id, attempt = attempts, retry_in = ?delay, "{err}");
                 self.requeue(id, delay);
             }
@@ -230,7 +235,7 @@ impl<S: DeviceStore> Controller<S> {
                 tracing::warn!(device = %id, attempt = attempts, retry_in = ?delay, "{err}");
                 self.requeue(id, delay);
             }
-            Retry::Bounded | Retry::Now => {
+            Retry::Bounded => {
                 tracing::error!(device = %id, attempts, "{err}; giving up until the next resync");
                 self.lock_failing().remove(&id);
             }

@@ -91,6 +91,8 @@ fn device(id: u64, state: Option<&str>, site: &str) -> Device {
         id: DeviceId(id),
         name: format!("srv{id}"),
         site: Some(site.to_owned()),
+        site_id: None,
+        oob_ip: None,
         lifecycle: state.map(str::parse),
         stamp: None,
         etag: "W/\"1\"".into(),
@@ -260,6 +262,30 @@ async fn bounded_retries_stop_and_transient_ones_do_not() {
     assert!(
         !c.lock_failing().contains_key(&DeviceId(2)),
         "gave up after stage_retries"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_device_edited_over_and_over_is_reread_at_once_only_a_few_times() {
+    let c = controller(FakeStore::default(), &[]);
+    let changed = ReconcileError {
+        device: DeviceId(4),
+        doing: "writing the next state",
+        source: NetBoxError::Changed {
+            path: "dcim/devices/4/".into(),
+        },
+    };
+    for _ in 0..IMMEDIATE_REREADS {
+        c.error_policy(&changed);
+        assert_eq!(c.queue.next().await, DeviceId(4));
+        c.queue.done(DeviceId(4));
+    }
+    let start = Instant::now();
+    c.error_policy(&changed);
+    assert_eq!(c.queue.next().await, DeviceId(4));
+    assert!(
+        Instant::now() > start,
+        "the fourth re-read waits for its backoff"
     );
 }
 
