@@ -81,6 +81,20 @@ pub struct SecretSource {
 }
 
 impl SecretSource {
+    /// The secret, or `None` when neither a file nor the variable is set.
+    fn resolve_optional(
+        &self,
+        what: &'static str,
+        file_key: &'static str,
+        default_env: &str,
+    ) -> Result<Option<Secret>, ConfigError> {
+        match self.resolve(what, file_key, default_env) {
+            Ok(secret) => Ok(Some(secret)),
+            Err(ConfigError::MissingSecret { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn resolve(
         &self,
         what: &'static str,
@@ -127,6 +141,8 @@ struct RawConfig {
     scope: Scope,
     #[serde(default)]
     reconciler: ReconcilerConfig,
+    #[serde(default)]
+    dhcp: DhcpConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,6 +242,43 @@ impl Default for ReconcilerConfig {
     }
 }
 
+/// The DHCP hook's side: where leases wait for NetBox, and how long one drain may keep trying.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpConfig {
+    #[serde(default = "default_spool_dir")]
+    pub spool_dir: PathBuf,
+    /// How long one drain run keeps retrying while NetBox is away; the next hook run or the
+    /// drain timer picks up what is left.
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    #[serde(default = "default_backoff_base", with = "humantime_serde")]
+    pub backoff_base: Duration,
+    #[serde(default = "default_drain_backoff_max", with = "humantime_serde")]
+    pub backoff_max: Duration,
+}
+
+impl Default for DhcpConfig {
+    fn default() -> Self {
+        Self {
+            spool_dir: default_spool_dir(),
+            drain_timeout: default_drain_timeout(),
+            backoff_base: default_backoff_base(),
+            backoff_max: default_drain_backoff_max(),
+        }
+    }
+}
+
+fn default_spool_dir() -> PathBuf {
+    PathBuf::from("/var/spool/racklift/dhcp")
+}
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_drain_backoff_max() -> Duration {
+    Duration::from_secs(30)
+}
+
 fn yes() -> bool {
     true
 }
@@ -279,7 +332,8 @@ pub struct NetBoxConfig {
 pub struct WebhookConfig {
     /// The URL NetBox calls; only `netbox apply` needs it.
     pub url: Option<url::Url>,
-    pub secret: Secret,
+    /// Needed by `serve` and `netbox apply`, not by the DHCP hook: see [`Config::webhook_secret`].
+    secret: Option<Secret>,
     pub path: String,
     pub body_limit_bytes: usize,
 }
@@ -291,9 +345,22 @@ pub struct Config {
     pub webhook: WebhookConfig,
     pub scope: Scope,
     pub reconciler: ReconcilerConfig,
+    pub dhcp: DhcpConfig,
+    webhook_secret_env: String,
 }
 
 impl Config {
+    pub fn webhook_secret(&self) -> Result<&Secret, ConfigError> {
+        self.webhook
+            .secret
+            .as_ref()
+            .ok_or_else(|| ConfigError::MissingSecret {
+                what: "the webhook secret",
+                file_key: "webhook.secret.file",
+                env: self.webhook_secret_env.clone(),
+            })
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -330,7 +397,13 @@ impl Config {
             "netbox.token.file",
             "RACKLIFT_NETBOX_TOKEN",
         )?;
-        let secret = raw.webhook.secret.resolve(
+        let webhook_secret_env = raw
+            .webhook
+            .secret
+            .env
+            .clone()
+            .unwrap_or_else(|| "RACKLIFT_WEBHOOK_SECRET".to_owned());
+        let secret = raw.webhook.secret.resolve_optional(
             "the webhook secret",
             "webhook.secret.file",
             "RACKLIFT_WEBHOOK_SECRET",
@@ -352,6 +425,8 @@ impl Config {
             },
             scope: raw.scope,
             reconciler: raw.reconciler,
+            dhcp: raw.dhcp,
+            webhook_secret_env,
         })
     }
 }
@@ -378,7 +453,14 @@ mod tests {
             config.netbox.token.expose(),
             "0123456789abcdef0123456789abcdef01234567"
         );
-        assert_eq!(config.webhook.secret.expose(), "webhook-secret");
+        assert_eq!(
+            config.webhook_secret().expect("secret").expose(),
+            "webhook-secret"
+        );
+        assert_eq!(
+            config.dhcp.spool_dir,
+            PathBuf::from("/var/spool/racklift/dhcp")
+        );
         assert!(config.netbox.tls_verify);
         assert_eq!(config.webhook.path, "/hooks/netbox");
         assert_eq!(config.webhook.body_limit_bytes, 1024 * 1024);
@@ -412,6 +494,23 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("RACKLIFT_TEST_UNSET_VAR"), "{msg}");
         assert!(msg.contains("netbox.token.file"), "{msg}");
+    }
+
+    #[test]
+    fn the_dhcp_hook_needs_no_webhook_secret_but_serve_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t").expect("write");
+        let yaml = format!(
+            "netbox: {{url: 'https://nb.example', token: {{file: {}}}}}\nwebhook: {{secret: {{env: RACKLIFT_TEST_UNSET_SECRET}}}}\n",
+            token.display()
+        );
+        let config = Config::parse(&yaml, Path::new("x.yaml")).expect("parses without a secret");
+        let err = config.webhook_secret().expect_err("no secret");
+        assert!(
+            err.to_string().contains("RACKLIFT_TEST_UNSET_SECRET"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - [`netbox`]: the REST client, the device as racklift reads it, `netbox apply`.
 //! - [`controller`]: the coalescing queue, the workers, resync and the retry policy.
 //! - [`http`]: the webhook receiver and health endpoint.
+//! - [`dhcp`]: the DHCP hook's lease events, spool and drain.
+//! - [`stages`]: each stage's work (today: discovery, a lease made true in NetBox).
 //! - [`serve`]: wires the above into `racklift serve`.
 //!
 //! Deciding (in `lifecycle`) is kept apart from doing (in `controller`, through `netbox`): a
@@ -14,10 +16,12 @@
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod dhcp;
 pub mod http;
 pub mod lifecycle;
 pub mod netbox;
 pub mod serve;
+pub mod stages;
 
 /// An error and its causes on one line (`what failed: why: why`), for logs and the CLI.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

@@ -12,6 +12,8 @@ use crate::netbox::{ClientSetupError, DeviceStore, NetBoxClient};
 pub enum ServeError {
     #[error(transparent)]
     Client(#[from] ClientSetupError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -38,7 +40,7 @@ async fn run<S: DeviceStore>(store: S, config: Config) -> Result<(), ServeError>
         config.reconciler.clone(),
         &config.scope,
     ));
-    let state = AppState::new(controller.queue().clone(), config.webhook.secret.clone());
+    let state = AppState::new(controller.queue().clone(), config.webhook_secret()?.clone());
     let app = router(state, &config.webhook.path, config.webhook.body_limit_bytes);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -22,6 +22,9 @@ pub struct Device {
     pub name: String,
     /// The site's slug.
     pub site: Option<String>,
+    pub site_id: Option<u64>,
+    /// The id of the device's OOB IP address record.
+    pub oob_ip: Option<u64>,
     /// `None`: the field is empty (the device predates racklift's fields) and racklift leaves
     /// it alone. `Some(Err)`: a value racklift does not know.
     pub lifecycle: Option<Result<Lifecycle, UnknownState>>,
@@ -43,6 +46,14 @@ impl Device {
             .and_then(|site| site.get("slug"))
             .and_then(Value::as_str)
             .map(str::to_owned);
+        let site_id = body
+            .get("site")
+            .and_then(|site| site.get("id"))
+            .and_then(Value::as_u64);
+        let oob_ip = body
+            .get("oob_ip")
+            .and_then(|ip| ip.get("id"))
+            .and_then(Value::as_u64);
         let fields = body.get("custom_fields");
         let field = |key: &str| fields.and_then(|f| f.get(key)).filter(|v| !v.is_null());
         // A select field reads as {"value", "label"}; accept a bare string as well.
@@ -55,6 +66,8 @@ impl Device {
             id,
             name,
             site,
+            site_id,
+            oob_ip,
             lifecycle,
             stamp,
             etag,
@@ -63,13 +76,15 @@ impl Device {
 }
 
 /// The fields racklift writes on a device: a state change (with its error, stamp and status
-/// mirror) or a stamp alone.
-#[derive(Debug, Clone, PartialEq)]
+/// mirror), a stamp alone, or the OOB IP. `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeviceUpdate {
     pub lifecycle: Option<Lifecycle>,
     pub lifecycle_error: Option<Option<String>>,
-    pub stamp: Stamp,
+    pub stamp: Option<Stamp>,
     pub status: Option<&'static str>,
+    /// The id of an IP address record on one of the device's interfaces.
+    pub oob_ip: Option<u64>,
 }
 
 impl DeviceUpdate {
@@ -77,17 +92,16 @@ impl DeviceUpdate {
         Self {
             lifecycle: Some(to),
             lifecycle_error: Some(error),
-            stamp,
+            stamp: Some(stamp),
             status: Some(to.netbox_status()),
+            oob_ip: None,
         }
     }
 
     pub fn restamp(stamp: Stamp) -> Self {
         Self {
-            lifecycle: None,
-            lifecycle_error: None,
-            stamp,
-            status: None,
+            stamp: Some(stamp),
+            ..Self::default()
         }
     }
 
@@ -99,10 +113,18 @@ impl DeviceUpdate {
         if let Some(error) = &self.lifecycle_error {
             fields.insert("lifecycle_error".into(), json!(error));
         }
-        fields.insert("lifecycle_stamp".into(), json!(self.stamp));
-        let mut body = json!({ "custom_fields": fields });
+        if let Some(stamp) = &self.stamp {
+            fields.insert("lifecycle_stamp".into(), json!(stamp));
+        }
+        let mut body = json!({});
+        if !fields.is_empty() {
+            body["custom_fields"] = Value::Object(fields);
+        }
         if let Some(status) = self.status {
             body["status"] = json!(status);
+        }
+        if let Some(ip) = self.oob_ip {
+            body["oob_ip"] = json!(ip);
         }
         body
     }

@@ -4,6 +4,7 @@
 //! cut, and waits on conditions with a deadline.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod dhcp;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
@@ -511,6 +512,35 @@ impl Drop for Racklift {
             );
         }
     }
+}
+
+/// A configuration for the DHCP hook side (`dhcp-lease`, `dhcp-drain`, `dhcp-spool`): NetBox
+/// at `netbox_url`, the spool in `dir/spool`, quick retries.
+pub fn write_hook_config(dir: &Path, netbox_url: &str) -> PathBuf {
+    let token = dir.join("hook-netbox-token");
+    std::fs::write(&token, &lab().token).expect("token");
+    let config = dir.join("hook.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "netbox:\n  url: {netbox_url}\n  token: {{file: {}}}\n  timeout: 5s\n\
+             dhcp:\n  spool_dir: {}\n  drain_timeout: 120s\n  backoff_base: 200ms\n  backoff_max: 1s\n",
+            token.display(),
+            dir.join("spool").display()
+        ),
+    )
+    .expect("hook config");
+    config
+}
+
+/// Runs a racklift subcommand with `config`.
+pub fn racklift(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(racklift_bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run racklift")
 }
 
 pub fn free_port() -> u16 {

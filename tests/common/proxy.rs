@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 
 #[derive(Debug)]
 pub struct Proxy {
+    ip: String,
     pub port: u16,
     open: Arc<AtomicBool>,
     links: Arc<Mutex<JoinSet<()>>>,
@@ -19,7 +20,13 @@ pub struct Proxy {
 impl Proxy {
     /// Forwards 127.0.0.1:<port> to `target` (host:port).
     pub async fn start(target: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        Self::start_on("127.0.0.1", target).await
+    }
+
+    /// Forwards `<ip>:<port>` to `target` (host:port).
+    pub async fn start_on(ip: &str, target: String) -> Self {
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind proxy");
+        let ip = ip.to_owned();
         let port = listener.local_addr().expect("addr").port();
         let open = Arc::new(AtomicBool::new(true));
         let links = Arc::new(Mutex::new(JoinSet::new()));
@@ -43,6 +50,7 @@ impl Proxy {
             }
         });
         Self {
+            ip,
             port,
             open,
             links,
@@ -51,7 +59,7 @@ impl Proxy {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.ip, self.port)
     }
 
     /// Refuses new connections and breaks the open ones.

@@ -1,0 +1,531 @@
+//! Discovery end to end: real Kea, ISC dhcpd and dnsmasq in network namespaces with a real DHCP
+//! client (udhcpc) on a veth whose MAC NetBox knows as a BMC interface; the repository's hook
+//! scripts; `racklift dhcp-lease` spooling and its detached drain writing NetBox; and a real
+//! `racklift serve` picking the discovered device up through NetBox's webhook.
+
+mod common;
+
+use std::path::Path;
+
+use common::dhcp::{Lan, SUBNET, Server};
+use common::proxy::Proxy;
+use common::{Api, Options, Racklift, Site, lifecycle, racklift, wait_for, write_hook_config};
+use serde_json::{Value, json};
+
+/// A device with a BMC interface (management-only) and a data interface, each with its MAC.
+struct Server1 {
+    device: u64,
+    bmc: u64,
+    data_mac: String,
+}
+
+async fn server_with_bmc(api: &Api, site: &Site, name: &str, bmc_mac: &str) -> Server1 {
+    let device = site.device(api, name, "racked").await;
+    let mut ids = Vec::new();
+    let data_mac = format!("{}:ff", &bmc_mac[..14]);
+    for (iface, mgmt, mac) in [("bmc", true, bmc_mac), ("eth0", false, data_mac.as_str())] {
+        let created = api
+            .post(
+                "dcim/interfaces/",
+                json!({"device": device, "name": iface, "type": "1000base-t", "mgmt_only": mgmt}),
+            )
+            .await;
+        let id = created["id"].as_u64().expect("interface id");
+        let mac_object = api
+            .post(
+                "dcim/mac-addresses/",
+                json!({"mac_address": mac, "assigned_object_type": "dcim.interface", "assigned_object_id": id}),
+            )
+            .await;
+        api.patch(
+            &format!("dcim/interfaces/{id}/"),
+            json!({"primary_mac_address": mac_object["id"]}),
+        )
+        .await;
+        ids.push(id);
+    }
+    Server1 {
+        device,
+        bmc: ids[0],
+        data_mac,
+    }
+}
+
+/// The test's own VRF with the lease subnet as a prefix scoped to its site: addresses stay
+/// unique per test and per run.
+async fn lease_prefix(api: &Api, site: &Site) -> u64 {
+    let vrf = api
+        .post(
+            "ipam/vrfs/",
+            json!({"name": site.slug, "enforce_unique": true}),
+        )
+        .await;
+    let vrf = vrf["id"].as_u64().expect("vrf id");
+    api.post(
+        "ipam/prefixes/",
+        json!({"prefix": SUBNET, "vrf": vrf, "status": "active", "scope_type": "dcim.site", "scope_id": site.id}),
+    )
+    .await;
+    vrf
+}
+
+/// A locally administered MAC no earlier run used: NetBox keeps every run's devices.
+fn fresh_mac() -> String {
+    let b: [u8; 5] = std::array::from_fn(|_| fastrand::u8(..));
+    format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[4] & 0xf0
+    )
+}
+
+fn counters(dir: &Path) -> Value {
+    std::fs::read_to_string(dir.join("spool/counters.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| json!({}))
+}
+
+fn count(dir: &Path, key: &str) -> u64 {
+    counters(dir)[key].as_u64().unwrap_or(0)
+}
+
+fn pending(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("spool/pending"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn texts(entries: &[Value]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["kind"]["value"].as_str().unwrap_or("?"),
+                e["comments"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+async fn ip_on(api: &Api, iface: u64) -> Vec<Value> {
+    api.results(&format!("ipam/ip-addresses/?interface_id={iface}"))
+        .await
+}
+
+fn lab_addr() -> String {
+    common::lab()
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// A lease from a real DHCP server through its hook: NetBox records it and racklift starts the
+/// bring-up; a renewal writes nothing; a release marks the address and keeps the OOB IP.
+async fn lease_renew_release(server: Server, tag: &str) {
+    let bmc_mac = fresh_mac();
+    let bmc_mac = bmc_mac.as_str();
+    let api = Api::new();
+    let site = Site::new(&api, tag).await;
+    let srv = server_with_bmc(&api, &site, "srv", bmc_mac).await;
+    let vrf = lease_prefix(&api, &site).await;
+    let _racklift = Racklift::start(&site, Options::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut lan = Lan::new(tag, dir.path());
+    let proxy = Proxy::start_on(&lan.uplink_ip, lab_addr()).await;
+    let hook = write_hook_config(dir.path(), &proxy.url());
+    lan.start_server(server, &hook).await;
+
+    let client = lan.client(bmc_mac, "bmc-01");
+    let ip = client.bound().await;
+    let device = wait_for("the device to be picked up after discovery", || async {
+        let device = api.device(srv.device).await;
+        (lifecycle(&device).as_deref() == Some("provisioning")).then_some(device)
+    })
+    .await;
+    let records = ip_on(&api, srv.bmc).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = &records[0];
+    assert_eq!(record["address"], format!("{ip}/24"));
+    assert_eq!(record["status"]["value"], "dhcp");
+    assert_eq!(record["vrf"]["id"], vrf);
+    assert_eq!(device["oob_ip"]["id"], record["id"]);
+    let journal = texts(&api.journal(srv.device).await);
+    let server_name = match server {
+        Server::Kea => "kea",
+        Server::IscDhcpd => "isc-dhcpd",
+        Server::Dnsmasq => "dnsmasq",
+    };
+    let expected = format!(
+        "info: racklift: racked → discovered: BMC interface bmc ({}), commit lease from {server_name}, hostname bmc-01: recorded {ip}/24 on bmc; OOB IP set to {ip}/24",
+        bmc_mac.to_uppercase()
+    );
+    assert_eq!(journal[0], expected, "{journal:?}");
+    assert_eq!(
+        journal[1],
+        "info: racklift: discovered → provisioning: claimed for provisioning"
+    );
+    assert_eq!(journal.len(), 2, "{journal:?}");
+    assert_eq!(api.moves(srv.device, "racked", "discovered").await, 1);
+
+    // A renewal: the hook runs, the drain finds nothing new and writes nothing.
+    let handled = count(dir.path(), "applied")
+        + count(dir.path(), "unchanged")
+        + count(dir.path(), "superseded");
+    let changes_before = api.changes(srv.device).await.len();
+    client.renew();
+    wait_for("the renewal to reach the drain", || async {
+        client
+            .events()
+            .iter()
+            .any(|e| e.starts_with("renew "))
+            .then_some(())
+    })
+    .await;
+    wait_for("the renewal's events to be drained", || async {
+        let now = count(dir.path(), "unchanged")
+            + count(dir.path(), "superseded")
+            + count(dir.path(), "applied");
+        (now > handled && count(dir.path(), "unchanged") >= 1 && pending(dir.path()) == 0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(count(dir.path(), "applied"), 1, "{}", counters(dir.path()));
+    assert_eq!(api.journal(srv.device).await.len(), 2);
+    assert_eq!(api.changes(srv.device).await.len(), changes_before);
+    assert_eq!(
+        ip_on(&api, srv.bmc).await[0]["last_updated"],
+        record["last_updated"]
+    );
+
+    // A release: the address is marked, the OOB IP and the lifecycle stay.
+    client.release();
+    let released = wait_for("the release to mark the address", || async {
+        let records = ip_on(&api, srv.bmc).await;
+        (records[0]["status"]["value"] == "deprecated").then(|| records[0].clone())
+    })
+    .await;
+    assert_eq!(released["id"], record["id"]);
+    let device = api.device(srv.device).await;
+    assert_eq!(device["oob_ip"]["id"], record["id"]);
+    assert_eq!(lifecycle(&device).as_deref(), Some("provisioning"));
+    let journal = texts(&api.journal(srv.device).await);
+    assert_eq!(journal.len(), 3, "{journal:?}");
+    assert!(
+        journal[2].starts_with(&format!(
+            "info: racklift: BMC interface bmc ({}), release lease from {server_name}",
+            bmc_mac.to_uppercase()
+        )) && journal[2].ends_with(&format!(
+            "{ip}/24 marked deprecated until the lease is taken again; the OOB IP is kept"
+        )),
+        "{journal:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kea_lease_renewal_and_release_reach_netbox() {
+    lease_renew_release(Server::Kea, "k").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn isc_dhcpd_lease_renewal_and_release_reach_netbox() {
+    lease_renew_release(Server::IscDhcpd, "i").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dnsmasq_lease_renewal_and_release_reach_netbox() {
+    lease_renew_release(Server::Dnsmasq, "d").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_netbox_unreachable_leases_are_spooled_and_the_latest_of_each_mac_lands_once() {
+    let api = Api::new();
+    let site = Site::new(&api, "down").await;
+    let (mac_a, mac_b) = (fresh_mac(), fresh_mac());
+    let a = server_with_bmc(&api, &site, "a", &mac_a).await;
+    let b = server_with_bmc(&api, &site, "b", &mac_b).await;
+    lease_prefix(&api, &site).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut lan = Lan::new("n", dir.path());
+    let proxy = Proxy::start_on(&lan.uplink_ip, lab_addr()).await;
+    let hook = write_hook_config(dir.path(), &proxy.url());
+    lan.start_server(Server::Kea, &hook).await;
+
+    proxy.cut().await;
+    let client_a = lan.client(&mac_a, "bmc-a");
+    client_a.bound().await;
+    let client_b = lan.client(&mac_b, "bmc-b");
+    let ip_b = client_b.bound().await;
+    // Both clients hold leases while NetBox is away; A renews twice more.
+    client_a.renew();
+    wait_for("A's first renewal", || async {
+        (client_a
+            .events()
+            .iter()
+            .filter(|e| e.starts_with("renew "))
+            .count()
+            >= 1)
+            .then_some(())
+    })
+    .await;
+    client_a.renew();
+    wait_for("A's second renewal", || async {
+        (client_a
+            .events()
+            .iter()
+            .filter(|e| e.starts_with("renew "))
+            .count()
+            >= 2)
+            .then_some(())
+    })
+    .await;
+    // Kea hands over each renewal twice (lease4_renew and leases4_committed): six events at
+    // least. The drain already drops superseded ones while it waits; each MAC's latest waits.
+    wait_for("the events to be spooled", || async {
+        (lan.events_handed_over() >= 6 && pending(dir.path()) >= 2).then_some(())
+    })
+    .await;
+    assert!(
+        ip_on(&api, a.bmc).await.is_empty(),
+        "nothing reached NetBox while it was away"
+    );
+
+    proxy.restore();
+    wait_for("both devices discovered", || async {
+        let da = api.device(a.device).await;
+        let db = api.device(b.device).await;
+        (lifecycle(&da).as_deref() == Some("discovered")
+            && lifecycle(&db).as_deref() == Some("discovered"))
+        .then_some(())
+    })
+    .await;
+    wait_for("the spool to empty", || async {
+        (pending(dir.path()) == 0).then_some(())
+    })
+    .await;
+    let c = counters(dir.path());
+    let handled = ["applied", "unchanged", "superseded"]
+        .iter()
+        .map(|k| c[k].as_u64().unwrap_or(0))
+        .sum::<u64>();
+    assert_eq!(
+        handled as usize,
+        lan.events_handed_over(),
+        "every event the hook handed over is accounted for: {c}"
+    );
+    assert!(
+        c["superseded"].as_u64().unwrap_or(0) >= 2,
+        "A's older events were superseded: {c}"
+    );
+    for srv in [&a, &b] {
+        assert_eq!(ip_on(&api, srv.bmc).await.len(), 1);
+        assert_eq!(api.moves(srv.device, "racked", "discovered").await, 1);
+        let journal = texts(&api.journal(srv.device).await);
+        assert_eq!(journal.len(), 1, "{journal:?}");
+    }
+    // Oldest first, by each MAC's latest event: A's latest is a renewal made after B's lease,
+    // so B's address record was created first.
+    let ra = &ip_on(&api, a.bmc).await[0];
+    let rb = &ip_on(&api, b.bmc).await[0];
+    assert_eq!(rb["address"], format!("{ip_b}/24"));
+    assert!(rb["id"].as_u64() < ra["id"].as_u64(), "{ra} {rb}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_hook_input_is_refused_and_unknown_or_data_macs_write_nothing() {
+    let api = Api::new();
+    let site = Site::new(&api, "hookin").await;
+    let mac = fresh_mac();
+    let srv = server_with_bmc(&api, &site, "srv", &mac).await;
+    let other = server_with_bmc(&api, &site, "other", &fresh_mac()).await;
+    let unknown = fresh_mac();
+    let vrf = lease_prefix(&api, &site).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = write_hook_config(dir.path(), &common::lab().url);
+    let lease = |args: &[&str]| {
+        let mut all = vec!["dhcp-lease", "--server", "test"];
+        all.extend_from_slice(args);
+        racklift(&hook, &all)
+    };
+    let huge = "a".repeat(100_000);
+    for (args, message) in [
+        (
+            vec![
+                "--event",
+                "commit",
+                "--mac",
+                "zz:00:00:b1:00:01",
+                "--ip",
+                "10.213.0.50",
+            ],
+            "is not an Ethernet MAC address",
+        ),
+        (
+            vec!["--event", "commit", "--mac", &mac, "--ip", "10.213.0.300"],
+            "is not an IPv4 address",
+        ),
+        (vec!["--event", "commit", "--mac", &mac], "--ip <IP>"),
+        (
+            vec!["--event", "lease", "--mac", &mac, "--ip", "10.213.0.50"],
+            "invalid value 'lease'",
+        ),
+        (
+            vec!["--event", "commit", "--mac", &huge, "--ip", "10.213.0.50"],
+            "at most 4096 are allowed",
+        ),
+        (
+            vec![
+                "--event",
+                "commit",
+                "--mac",
+                &mac,
+                "--ip",
+                "10.213.0.50",
+                "--hostname",
+                &huge,
+            ],
+            "at most 4096 are allowed",
+        ),
+        (
+            vec![
+                "--event",
+                "commit",
+                "--mac",
+                &mac,
+                "--ip",
+                "10.213.0.50",
+                "--hostname",
+                &huge[..300],
+            ],
+            "at most 253",
+        ),
+        (
+            vec![
+                "--event",
+                "commit",
+                "--mac",
+                &huge[..40],
+                "--ip",
+                "10.213.0.50",
+            ],
+            "is not an Ethernet MAC address",
+        ),
+        (
+            vec![
+                "--event",
+                "commit",
+                "--mac",
+                &mac,
+                "--ip",
+                "10.213.0.50",
+                "--hostname",
+                "a;b",
+            ],
+            "only letters",
+        ),
+    ] {
+        let out = lease(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{:?}: {stderr}", &args[..2]);
+        assert!(stderr.len() < 2000, "the message stays readable");
+        assert_eq!(pending(dir.path()), 0);
+    }
+
+    // A MAC NetBox does not have, and one on a data interface: spooled, then kept aside.
+    for (mac, ip) in [
+        (unknown.as_str(), "10.213.0.60"),
+        (srv.data_mac.as_str(), "10.213.0.61"),
+    ] {
+        let out = lease(&["--event", "commit", "--mac", mac, "--ip", ip]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    wait_for("both unknown leases to be drained", || async {
+        (count(dir.path(), "unknown") == 2 && pending(dir.path()) == 0).then_some(())
+    })
+    .await;
+    let listed = racklift(&hook, &["dhcp-spool", "unknown"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains(&unknown.to_uppercase())
+            && listed.contains("no device interface in NetBox has MAC"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&srv.data_mac.to_uppercase())
+            && listed.contains("which is not a management-only (BMC) interface"),
+        "{listed}"
+    );
+    assert!(
+        api.results(&format!("ipam/ip-addresses/?vrf_id={vrf}"))
+            .await
+            .is_empty()
+    );
+    assert!(api.journal(srv.device).await.is_empty());
+    assert_eq!(
+        lifecycle(&api.device(srv.device).await).as_deref(),
+        Some("racked")
+    );
+
+    // An address NetBox holds on another device's BMC: only a journal entry.
+    let held = api
+        .post(
+            "ipam/ip-addresses/",
+            json!({"address": "10.213.0.70/24", "vrf": vrf, "status": "active",
+                   "assigned_object_type": "dcim.interface", "assigned_object_id": other.bmc}),
+        )
+        .await;
+    let out = lease(&["--event", "commit", "--mac", &mac, "--ip", "10.213.0.70"]);
+    assert!(out.status.success());
+    wait_for("the conflict to be drained", || async {
+        (count(dir.path(), "conflicts") == 1 && pending(dir.path()) == 0).then_some(())
+    })
+    .await;
+    let journal = texts(&api.journal(srv.device).await);
+    assert_eq!(journal.len(), 1, "{journal:?}");
+    assert!(
+        journal[0].starts_with("warning: racklift: DHCP lease 10.213.0.70 conflicts"),
+        "{journal:?}"
+    );
+    assert!(
+        journal[0].contains("NetBox holds the address on"),
+        "{journal:?}"
+    );
+    let after = api.get(&format!("ipam/ip-addresses/{}/", held["id"])).await;
+    assert_eq!(after["assigned_object_id"], other.bmc);
+    assert_eq!(after["last_updated"], held["last_updated"]);
+    let device = api.device(srv.device).await;
+    assert_eq!(lifecycle(&device).as_deref(), Some("racked"));
+    assert!(device["oob_ip"].is_null());
+
+    // An address no prefix holds: kept aside with the reason, and the operator told.
+    let out = lease(&["--event", "commit", "--mac", &mac, "--ip", "10.213.9.5"]);
+    assert!(out.status.success());
+    wait_for("the unrecordable lease to be set aside", || async {
+        (count(dir.path(), "rejected") == 1 && pending(dir.path()) == 0).then_some(())
+    })
+    .await;
+    let rejected = racklift(&hook, &["dhcp-spool", "rejected"]);
+    assert!(String::from_utf8_lossy(&rejected.stdout).contains("no NetBox prefix contains it"));
+    let journal = texts(&api.journal(srv.device).await);
+    assert!(
+        journal
+            .last()
+            .expect("entry")
+            .contains("Add the prefix in NetBox IPAM"),
+        "{journal:?}"
+    );
+}
