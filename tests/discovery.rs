@@ -529,3 +529,68 @@ async fn bad_hook_input_is_refused_and_unknown_or_data_macs_write_nothing() {
         "{journal:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_hook_runs_for_one_lease_write_netbox_once() {
+    let api = Api::new();
+    let site = Site::new(&api, "burst").await;
+    let mac = fresh_mac();
+    let srv = server_with_bmc(&api, &site, "srv", &mac).await;
+    lease_prefix(&api, &site).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = write_hook_config(dir.path(), &common::lab().url);
+
+    // As Kea does: many hook processes at once, each spooling and starting a drain.
+    let runs: Vec<_> = (0..24)
+        .map(|n| {
+            let hook = hook.clone();
+            let mac = mac.clone();
+            let kind = if n % 2 == 0 { "commit" } else { "renew" };
+            std::thread::spawn(move || {
+                racklift(
+                    &hook,
+                    &[
+                        "dhcp-lease",
+                        "--server",
+                        "burst",
+                        "--event",
+                        kind,
+                        "--mac",
+                        &mac,
+                        "--ip",
+                        "10.213.0.42",
+                    ],
+                )
+            })
+        })
+        .collect();
+    for run in runs {
+        let out = run.join().expect("hook run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    wait_for("every event to be accounted for", || async {
+        let handled = ["applied", "unchanged", "superseded"]
+            .iter()
+            .map(|k| count(dir.path(), k))
+            .sum::<u64>();
+        (handled == 24 && pending(dir.path()) == 0).then_some(())
+    })
+    .await;
+    assert_eq!(count(dir.path(), "applied"), 1, "{}", counters(dir.path()));
+    assert_eq!(ip_on(&api, srv.bmc).await.len(), 1);
+    assert_eq!(api.journal(srv.device).await.len(), 1);
+    assert_eq!(api.moves(srv.device, "racked", "discovered").await, 1);
+    let stray: Vec<_> = std::fs::read_dir(dir.path().join("spool/pending"))
+        .expect("pending dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "no temp or half-written files left: {stray:?}"
+    );
+}
