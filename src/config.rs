@@ -143,6 +143,8 @@ struct RawConfig {
     reconciler: ReconcilerConfig,
     #[serde(default)]
     dhcp: DhcpConfig,
+    #[serde(default)]
+    bmc: RawBmc,
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,6 +271,125 @@ impl Default for DhcpConfig {
     }
 }
 
+/// How to reach a BMC: the defaults, overridden per site (by slug) and per device (by name).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBmc {
+    #[serde(flatten)]
+    defaults: RawBmcProfile,
+    #[serde(default, with = "humantime_serde::option")]
+    timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    power_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    poll_interval: Option<Duration>,
+    #[serde(default)]
+    sites: std::collections::BTreeMap<String, RawBmcProfile>,
+    #[serde(default)]
+    devices: std::collections::BTreeMap<String, RawBmcProfile>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBmcProfile {
+    username: Option<String>,
+    password: Option<SecretSource>,
+    port: Option<u16>,
+    tls_verify: Option<bool>,
+    ca_file: Option<PathBuf>,
+}
+
+/// One level of BMC settings, secrets resolved.
+#[derive(Debug, Default, Clone)]
+pub struct BmcProfile {
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub port: Option<u16>,
+    pub tls_verify: Option<bool>,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl BmcProfile {
+    fn resolve(raw: &RawBmcProfile, key: &'static str) -> Result<Self, ConfigError> {
+        let password = raw
+            .password
+            .as_ref()
+            .map(|source| source.resolve("a BMC password", key, "RACKLIFT_BMC_PASSWORD"))
+            .transpose()?;
+        Ok(Self {
+            username: raw.username.clone(),
+            password,
+            port: raw.port,
+            tls_verify: raw.tls_verify,
+            ca_file: raw.ca_file.clone(),
+        })
+    }
+
+    /// `self` where it says something, else `below`.
+    fn over(&self, below: &Self) -> Self {
+        Self {
+            username: self.username.clone().or_else(|| below.username.clone()),
+            password: self.password.clone().or_else(|| below.password.clone()),
+            port: self.port.or(below.port),
+            tls_verify: self.tls_verify.or(below.tls_verify),
+            ca_file: self.ca_file.clone().or_else(|| below.ca_file.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BmcConfig {
+    pub defaults: BmcProfile,
+    pub sites: std::collections::BTreeMap<String, BmcProfile>,
+    pub devices: std::collections::BTreeMap<String, BmcProfile>,
+    /// Per request.
+    pub timeout: Duration,
+    /// How long a reset may take to show the power state asked for.
+    pub power_timeout: Duration,
+    /// How often a BMC is asked whether the power state arrived.
+    pub poll_interval: Duration,
+}
+
+impl Default for BmcConfig {
+    fn default() -> Self {
+        Self {
+            defaults: BmcProfile::default(),
+            sites: std::collections::BTreeMap::new(),
+            devices: std::collections::BTreeMap::new(),
+            timeout: Duration::from_secs(15),
+            power_timeout: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl BmcConfig {
+    /// The settings for a device: its own, else its site's, else the defaults.
+    pub fn profile(&self, device: &str, site: Option<&str>) -> BmcProfile {
+        let none = BmcProfile::default();
+        let site = site.and_then(|s| self.sites.get(s)).unwrap_or(&none);
+        let device = self.devices.get(device).unwrap_or(&none);
+        device.over(&site.over(&self.defaults))
+    }
+
+    fn resolve(raw: &RawBmc) -> Result<Self, ConfigError> {
+        let resolve_all = |map: &std::collections::BTreeMap<String, RawBmcProfile>, key| {
+            map.iter()
+                .map(|(name, p)| Ok((name.clone(), BmcProfile::resolve(p, key)?)))
+                .collect::<Result<std::collections::BTreeMap<_, _>, ConfigError>>()
+        };
+        let defaults = Self::default();
+        Ok(Self {
+            defaults: BmcProfile::resolve(&raw.defaults, "bmc.password.file")?,
+            sites: resolve_all(&raw.sites, "bmc.sites.<slug>.password.file")?,
+            devices: resolve_all(&raw.devices, "bmc.devices.<name>.password.file")?,
+            timeout: raw.timeout.unwrap_or(defaults.timeout),
+            power_timeout: raw.power_timeout.unwrap_or(defaults.power_timeout),
+            poll_interval: raw.poll_interval.unwrap_or(defaults.poll_interval),
+        })
+    }
+}
+
 fn default_spool_dir() -> PathBuf {
     PathBuf::from("/var/spool/racklift/dhcp")
 }
@@ -346,6 +467,7 @@ pub struct Config {
     pub scope: Scope,
     pub reconciler: ReconcilerConfig,
     pub dhcp: DhcpConfig,
+    pub bmc: BmcConfig,
     webhook_secret_env: String,
 }
 
@@ -426,6 +548,7 @@ impl Config {
             scope: raw.scope,
             reconciler: raw.reconciler,
             dhcp: raw.dhcp,
+            bmc: BmcConfig::resolve(&raw.bmc)?,
             webhook_secret_env,
         })
     }
@@ -511,6 +634,34 @@ mod tests {
             err.to_string().contains("RACKLIFT_TEST_UNSET_SECRET"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn bmc_settings_layer_device_over_site_over_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        let pw = dir.path().join("pw");
+        std::fs::write(&token, "t").expect("write");
+        std::fs::write(&pw, "site-password\n").expect("write");
+        let yaml = format!(
+            "netbox: {{url: 'https://nb.example', token: {{file: {t}}}}}\n\
+             bmc:\n  username: admin\n  password: {{file: {p}}}\n  power_timeout: 2m\n\
+             \x20 sites: {{dc1: {{username: dc1-admin}}}}\n\
+             \x20 devices: {{srv-9: {{port: 8443, tls_verify: false}}}}\n",
+            t = token.display(),
+            p = pw.display()
+        );
+        let config = Config::parse(&yaml, Path::new("x.yaml")).expect("parses");
+        let p = config.bmc.profile("srv-9", Some("dc1"));
+        assert_eq!(p.username.as_deref(), Some("dc1-admin"));
+        assert_eq!(
+            p.password.as_ref().map(Secret::expose),
+            Some("site-password")
+        );
+        assert_eq!((p.port, p.tls_verify), (Some(8443), Some(false)));
+        assert_eq!(config.bmc.profile("other", None).port, None);
+        assert_eq!(config.bmc.power_timeout, Duration::from_secs(120));
+        assert!(!format!("{config:?}").contains("site-password"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod dhcp;
 pub mod http;
 pub mod lifecycle;
 pub mod netbox;
+pub mod redfish;
 pub mod serve;
 pub mod stages;
 

@@ -39,6 +39,7 @@ async fn run<S: DeviceStore>(store: S, config: Config) -> Result<(), ServeError>
         store,
         config.reconciler.clone(),
         &config.scope,
+        config.bmc.clone(),
     ));
     let state = AppState::new(controller.queue().clone(), config.webhook_secret()?.clone());
     let app = router(state, &config.webhook.path, config.webhook.body_limit_bytes);

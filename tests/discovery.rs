@@ -147,11 +147,20 @@ async fn lease_renew_release(server: Server, tag: &str) {
 
     let client = lan.client(bmc_mac, "bmc-01");
     let ip = client.bound().await;
-    let device = wait_for("the device to be picked up after discovery", || async {
+    common::wait_moved(&api, srv.device, "discovered", "provisioning").await;
+    // Provisioning follows; with no BMC credentials configured here it fails, saying so.
+    let device = wait_for("provisioning to run after discovery", || async {
         let device = api.device(srv.device).await;
-        (lifecycle(&device).as_deref() == Some("provisioning")).then_some(device)
+        (lifecycle(&device).as_deref() == Some("failed")).then_some(device)
     })
     .await;
+    let error = device["custom_fields"]["lifecycle_error"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        error.contains("no BMC credentials are configured"),
+        "{error}"
+    );
     let records = ip_on(&api, srv.bmc).await;
     assert_eq!(records.len(), 1, "{records:?}");
     let record = &records[0];
@@ -174,7 +183,11 @@ async fn lease_renew_release(server: Server, tag: &str) {
         journal[1],
         "info: racklift: discovered → provisioning: claimed for provisioning"
     );
-    assert_eq!(journal.len(), 2, "{journal:?}");
+    assert!(
+        journal[2].starts_with("danger: racklift: provisioning → failed"),
+        "{journal:?}"
+    );
+    assert_eq!(journal.len(), 3, "{journal:?}");
     assert_eq!(api.moves(srv.device, "racked", "discovered").await, 1);
 
     // A renewal: the hook runs, the drain finds nothing new and writes nothing.
@@ -200,7 +213,7 @@ async fn lease_renew_release(server: Server, tag: &str) {
     })
     .await;
     assert_eq!(count(dir.path(), "applied"), 1, "{}", counters(dir.path()));
-    assert_eq!(api.journal(srv.device).await.len(), 2);
+    assert_eq!(api.journal(srv.device).await.len(), 3);
     assert_eq!(api.changes(srv.device).await.len(), changes_before);
     assert_eq!(
         ip_on(&api, srv.bmc).await[0]["last_updated"],
@@ -211,20 +224,21 @@ async fn lease_renew_release(server: Server, tag: &str) {
     client.release();
     let released = wait_for("the release to mark the address", || async {
         let records = ip_on(&api, srv.bmc).await;
-        (records[0]["status"]["value"] == "deprecated").then(|| records[0].clone())
+        (records[0]["status"]["value"] == "deprecated" && pending(dir.path()) == 0)
+            .then(|| records[0].clone())
     })
     .await;
     assert_eq!(released["id"], record["id"]);
     let device = api.device(srv.device).await;
     assert_eq!(device["oob_ip"]["id"], record["id"]);
-    assert_eq!(lifecycle(&device).as_deref(), Some("provisioning"));
+    assert_eq!(lifecycle(&device).as_deref(), Some("failed"));
     let journal = texts(&api.journal(srv.device).await);
-    assert_eq!(journal.len(), 3, "{journal:?}");
+    assert_eq!(journal.len(), 4, "{journal:?}");
     assert!(
-        journal[2].starts_with(&format!(
+        journal[3].starts_with(&format!(
             "info: racklift: BMC interface bmc ({}), release lease from {server_name}",
             bmc_mac.to_uppercase()
-        )) && journal[2].ends_with(&format!(
+        )) && journal[3].ends_with(&format!(
             "{ip}/24 marked deprecated until the lease is taken again; the OOB IP is kept"
         )),
         "{journal:?}"

@@ -6,7 +6,7 @@
 mod common;
 
 use common::proxy::Proxy;
-use common::{Api, Options, Racklift, Site, lifecycle, wait_for};
+use common::{Api, Options, Racklift, Site, lifecycle, wait_for, wait_moved};
 use serde_json::{Value, json};
 
 async fn wait_lifecycle(api: &Api, id: u64, state: &str) -> Value {
@@ -15,6 +15,11 @@ async fn wait_lifecycle(api: &Api, id: u64, state: &str) -> Value {
         (lifecycle(&device).as_deref() == Some(state)).then_some(device)
     })
     .await
+}
+
+/// A choice as NetBox stores it in a change record (a string) or shows it (`{value, label}`).
+fn value(v: &Value) -> &Value {
+    v.get("value").unwrap_or(v)
 }
 
 fn journal_texts(entries: &[Value]) -> Vec<String> {
@@ -44,14 +49,14 @@ async fn an_operator_setting_discovered_sees_the_device_claimed_for_provisioning
     )
     .await;
     api.set_lifecycle(id, "discovered").await;
-    let device = wait_lifecycle(&api, id, "provisioning").await;
+    let claimed = wait_moved(&api, id, "discovered", "provisioning").await;
 
-    assert_eq!(device["status"]["value"], "staged");
+    assert_eq!(value(&claimed["status"]), "staged");
     assert!(
-        device["custom_fields"]["lifecycle_error"].is_null(),
-        "{device}"
+        claimed["custom_fields"]["lifecycle_error"].is_null(),
+        "{claimed}"
     );
-    let stamp = &device["custom_fields"]["lifecycle_stamp"];
+    let stamp = &claimed["custom_fields"]["lifecycle_stamp"];
     assert_eq!(stamp["state"], "provisioning", "{stamp}");
     assert_eq!(stamp["attempt"], 0);
     let since: chrono::DateTime<chrono::Utc> = stamp["since"]
@@ -63,22 +68,37 @@ async fn an_operator_setting_discovered_sees_the_device_claimed_for_provisioning
         (chrono::Utc::now() - since).num_seconds().abs() < 120,
         "{since}"
     );
-    let journal = journal_texts(&api.journal(id).await);
-    assert_eq!(
-        journal,
-        vec!["info: racklift: discovered → provisioning: claimed for provisioning".to_owned()]
-    );
     // NetBox recorded exactly one move, made by racklift's token.
     assert_eq!(api.moves(id, "discovered", "provisioning").await, 1);
-    // The webhook NetBox sent for racklift's own write was read and found nothing to do.
+
+    // Provisioning runs next; this device has no OOB IP, so it fails and says why.
+    let device = wait_lifecycle(&api, id, "failed").await;
+    let error = device["custom_fields"]["lifecycle_error"]
+        .as_str()
+        .expect("lifecycle_error");
+    assert!(error.contains("has no OOB IP in NetBox"), "{error}");
+    let journal = journal_texts(&api.journal(id).await);
+    assert_eq!(journal.len(), 2, "{journal:?}");
+    assert_eq!(
+        journal[0],
+        "info: racklift: discovered → provisioning: claimed for provisioning"
+    );
+    assert!(
+        journal[1].starts_with("danger: racklift: provisioning → failed: provisioning:"),
+        "{journal:?}"
+    );
+    // The webhook NetBox sent for racklift's last write was read and found nothing to do.
     wait_for("racklift to see its own write come back", || async {
         racklift.log().contains("nothing to do").then_some(())
     })
     .await;
-    assert_eq!(
-        lifecycle(&api.device(id).await).as_deref(),
-        Some("provisioning")
-    );
+    // Three webhooks: the operator's change and racklift's two; none for the description.
+    let queued = racklift
+        .log()
+        .lines()
+        .filter(|l| l.contains("webhook queued") && l.contains(&format!("device={id} ")))
+        .count();
+    assert_eq!(queued, 3, "{}", racklift.log());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -155,12 +175,12 @@ async fn validating_past_its_deadline_fails_with_the_reason_and_a_danger_entry()
 
     // The operator retries from failed: the error is cleared with racklift's next write.
     api.set_lifecycle(id, "discovered").await;
-    let device = wait_lifecycle(&api, id, "provisioning").await;
+    let claimed = wait_moved(&api, id, "discovered", "provisioning").await;
     assert!(
-        device["custom_fields"]["lifecycle_error"].is_null(),
-        "{device}"
+        claimed["custom_fields"]["lifecycle_error"].is_null(),
+        "{claimed}"
     );
-    assert_eq!(device["status"]["value"], "staged");
+    assert_eq!(value(&claimed["status"]), "staged");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,7 +216,7 @@ async fn a_device_changed_while_netbox_is_unreachable_is_reconciled_once_it_is_b
     );
 
     proxy.restore();
-    wait_lifecycle(&api, id, "provisioning").await;
+    wait_moved(&api, id, "discovered", "provisioning").await;
     assert_eq!(api.moves(id, "discovered", "provisioning").await, 1);
     assert_eq!(api.journal(id).await.len(), 1);
 }
@@ -300,7 +320,9 @@ async fn after_a_crash_resync_alone_finishes_the_work_and_replays_advance_nothin
     };
     racklift.restart(options).await;
     for &id in &ids {
-        wait_lifecycle(&api, id, "provisioning").await;
+        wait_moved(&api, id, "discovered", "provisioning").await;
+        // Provisioning follows and fails on these BMC-less devices: the table's next state.
+        wait_lifecycle(&api, id, "failed").await;
         assert_eq!(
             api.moves(id, "discovered", "provisioning").await,
             1,
@@ -330,22 +352,24 @@ async fn after_a_crash_resync_alone_finishes_the_work_and_replays_advance_nothin
     .await;
     for &id in &ids {
         let device = api.device(id).await;
-        assert_eq!(lifecycle(&device).as_deref(), Some("provisioning"));
+        assert_eq!(lifecycle(&device).as_deref(), Some("failed"));
         assert_eq!(
             api.moves(id, "discovered", "provisioning").await,
             1,
             "device {id}"
         );
-        assert_eq!(api.moves(id, "provisioning", "validating").await, 0);
-        let journal = journal_texts(&api.journal(id).await);
-        // At most one repeat of the claim's entry: the one written before the crash.
-        assert!(
-            (1..=2).contains(&journal.len())
-                && journal
-                    .iter()
-                    .all(|e| e
-                        == "info: racklift: discovered → provisioning: claimed for provisioning"),
-            "device {id}: {journal:?}"
+        assert_eq!(
+            api.moves(id, "provisioning", "failed").await,
+            1,
+            "device {id}"
         );
+        let journal = journal_texts(&api.journal(id).await);
+        let claims = journal
+            .iter()
+            .filter(|e| *e == "info: racklift: discovered → provisioning: claimed for provisioning")
+            .count();
+        // At most one repeat of the claim's entry: the one written before the crash.
+        assert!((1..=2).contains(&claims), "device {id}: {journal:?}");
+        assert_eq!(journal.len(), claims + 1, "device {id}: {journal:?}");
     }
 }

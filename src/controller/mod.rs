@@ -14,9 +14,10 @@ use tokio::time::Instant;
 
 pub use queue::{QueueFull, QueueStats, WorkQueue};
 
-use crate::config::{ReconcilerConfig, Scope};
-use crate::lifecycle::{self, Decision, JournalKind, Lifecycle, Policy, Stamp, Transition};
+use crate::config::{BmcConfig, ReconcilerConfig, Scope};
+use crate::lifecycle::{self, Decision, JournalKind, Lifecycle, Policy, Stage, Stamp, Transition};
 use crate::netbox::{Device, DeviceId, DeviceStore, DeviceUpdate, NetBoxError};
+use crate::stages::provisioning::{self, StageError};
 
 /// 412s in a row answered by an immediate re-read; more are retried with backoff.
 const IMMEDIATE_REREADS: u32 = 3;
@@ -88,14 +89,16 @@ pub struct Controller<S> {
     queue: Arc<WorkQueue>,
     policy: Policy,
     config: ReconcilerConfig,
+    bmc: BmcConfig,
     sites: Vec<String>,
     failing: Mutex<HashMap<DeviceId, Failing>>,
 }
 
 impl<S: DeviceStore> Controller<S> {
-    pub fn new(store: S, config: ReconcilerConfig, scope: &Scope) -> Self {
+    pub fn new(store: S, config: ReconcilerConfig, scope: &Scope, bmc: BmcConfig) -> Self {
         Self {
             store,
+            bmc,
             queue: Arc::new(WorkQueue::new(config.queue_capacity)),
             policy: Policy {
                 validating_deadline: config.validating_deadline,
@@ -279,7 +282,78 @@ impl<S: DeviceStore> Controller<S> {
                 Ok(Outcome::Waiting(state, recheck_after))
             }
             Decision::Transition(transition) => self.transition(&device, transition).await,
+            Decision::Run { stage, next } => self.run_stage(&device, state, stage, next).await,
         }
+    }
+
+    /// Runs a stage step. Its BMC errors are the device's: retried with backoff up to
+    /// `stage_retries` (counted in the stamp, so a crash does not reset the count), or at once
+    /// `failed` when asking again cannot help (wrong credentials, a 4xx).
+    async fn run_stage(
+        &self,
+        device: &Device,
+        state: Lifecycle,
+        stage: Stage,
+        next: Lifecycle,
+    ) -> Result<Outcome, ReconcileError> {
+        let now = Utc::now();
+        let stamp = device
+            .stamp
+            .clone()
+            .filter(|s| s.state == state)
+            .unwrap_or_else(|| Stamp::entered(state, now));
+        let result = match stage {
+            Stage::Provision => {
+                provisioning::run(&self.store, &self.bmc, device, &stamp, now).await
+            }
+        };
+        match result {
+            Ok(provisioning::Outcome::Done(message)) => {
+                self.transition(device, Transition::to(state, next, message))
+                    .await
+            }
+            Ok(provisioning::Outcome::Wait(after)) => Ok(Outcome::Waiting(state, after)),
+            Ok(provisioning::Outcome::Fail(reason)) => {
+                self.transition(device, Transition::failed(state, reason))
+                    .await
+            }
+            Err(StageError::NetBox(source)) => {
+                Err(netbox(device.id, "recording the stage's step")(source))
+            }
+            Err(StageError::Bmc(e)) => {
+                let what = crate::error_chain(&e);
+                let attempts = stamp.attempt + 1;
+                if e.is_transient() && attempts < self.config.stage_retries {
+                    let delay = self.stage_backoff(stamp.attempt);
+                    tracing::warn!(device = %device.name, attempt = attempts, retry_in = ?delay, "{state}: {what}");
+                    self.store
+                        .update_device(device, &DeviceUpdate::restamp(stamp.retried()))
+                        .await
+                        .map_err(netbox(device.id, "counting the stage's attempt"))?;
+                    return Ok(Outcome::Waiting(state, delay));
+                }
+                let tries = if e.is_transient() {
+                    format!(" (after {attempts} attempts)")
+                } else {
+                    String::new()
+                };
+                let reason =
+                    format!("{state}: {what}{tries}. Then set the lifecycle to {state} to retry.");
+                self.transition(device, Transition::failed(state, reason))
+                    .await
+            }
+        }
+    }
+
+    fn stage_backoff(&self, attempt: u32) -> Duration {
+        ExponentialBuilder::default()
+            .with_min_delay(self.config.backoff_base)
+            .with_max_delay(self.config.backoff_max)
+            .with_jitter()
+            .without_max_times()
+            .build()
+            .nth(attempt as usize)
+            .unwrap_or(self.config.backoff_max)
     }
 
     fn in_scope(&self, device: &Device) -> bool {

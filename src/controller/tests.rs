@@ -93,6 +93,7 @@ fn device(id: u64, state: Option<&str>, site: &str) -> Device {
         site: Some(site.to_owned()),
         site_id: None,
         oob_ip: None,
+        oob_address: None,
         lifecycle: state.map(str::parse),
         stamp: None,
         etag: "W/\"1\"".into(),
@@ -110,7 +111,7 @@ fn controller(store: FakeStore, sites: &[&str]) -> Controller<FakeStore> {
         backoff_max: Duration::from_millis(40),
         ..ReconcilerConfig::default()
     };
-    Controller::new(store, config, &scope)
+    Controller::new(store, config, &scope, BmcConfig::default())
 }
 
 #[tokio::test]

@@ -111,11 +111,20 @@ pub enum Owner {
     ValidationImage,
 }
 
+/// A stage whose work reaches outside NetBox (`stages::*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Redfish: one-time PXE boot and power on; then `validating`.
+    Provision,
+}
+
 /// What racklift does when it finds a device in a state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Work {
     /// Take the device into the next stage: a write, no outside work.
     Claim { next: Lifecycle },
+    /// Do the stage's work; it says when it is done (`next`) or failed.
+    Run { stage: Stage, next: Lifecycle },
     /// Someone else reports; past the deadline the device is `failed`.
     AwaitReport,
 }
@@ -128,14 +137,22 @@ pub struct Row {
 }
 
 /// Every state racklift acts on. `racked` (waits for the DHCP hook) and `failed` (waits for the
-/// operator) are absent by design; `provisioning`, `hardening`, `ready` and `monitored` are
-/// absent until their stages are built, so a device there waits untouched.
+/// operator) are absent by design; `hardening`, `ready` and `monitored` are absent until their
+/// stages are built, so a device there waits untouched.
 pub const TABLE: &[Row] = &[
     Row {
         state: Lifecycle::Discovered,
         owner: Owner::Racklift,
         work: Work::Claim {
             next: Lifecycle::Provisioning,
+        },
+    },
+    Row {
+        state: Lifecycle::Provisioning,
+        owner: Owner::Racklift,
+        work: Work::Run {
+            stage: Stage::Provision,
+            next: Lifecycle::Validating,
         },
     },
     Row {
@@ -198,7 +215,7 @@ pub struct Transition {
 }
 
 impl Transition {
-    fn to(from: Lifecycle, to: Lifecycle, message: impl Into<String>) -> Self {
+    pub fn to(from: Lifecycle, to: Lifecycle, message: impl Into<String>) -> Self {
         Self {
             from,
             to,
@@ -230,6 +247,8 @@ pub enum Decision {
     Nothing,
     /// Write the next state.
     Transition(Transition),
+    /// Run the stage; on success the device moves to `next`.
+    Run { stage: Stage, next: Lifecycle },
     /// Wait; look again after `recheck_after`. `restamp`: the stamp does not describe the
     /// current state (an operator or the DHCP hook set it), so write a fresh one first: the
     /// deadline counts from when racklift first saw the state.
@@ -253,6 +272,7 @@ pub fn decide(
         Work::Claim { next } => {
             Decision::Transition(Transition::to(state, next, format!("claimed for {next}")))
         }
+        Work::Run { stage, next } => Decision::Run { stage, next },
         Work::AwaitReport => {
             let current = stamp.filter(|stamp| stamp.state == state);
             let since = current.map_or(now, |stamp| stamp.since);
@@ -319,7 +339,6 @@ mod tests {
         let now = t("2026-11-25T10:00:00Z");
         for state in [
             Lifecycle::Racked,
-            Lifecycle::Provisioning,
             Lifecycle::Hardening,
             Lifecycle::Ready,
             Lifecycle::Monitored,
@@ -331,6 +350,18 @@ mod tests {
                 "{state}"
             );
         }
+    }
+
+    #[test]
+    fn provisioning_runs_its_stage_towards_validating() {
+        let now = t("2026-11-25T10:00:00Z");
+        assert_eq!(
+            decide(Lifecycle::Provisioning, None, now, &policy()),
+            Decision::Run {
+                stage: Stage::Provision,
+                next: Lifecycle::Validating
+            }
+        );
     }
 
     #[test]

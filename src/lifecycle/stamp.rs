@@ -15,6 +15,9 @@ pub struct Stamp {
     pub attempt: u32,
     /// Progress inside a stage (e.g. "reset requested"), for stages that take several steps.
     pub step: Option<String>,
+    /// When `step` was reached; deadlines inside a stage count from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_since: Option<DateTime<Utc>>,
 }
 
 impl Stamp {
@@ -24,6 +27,25 @@ impl Stamp {
             since: now,
             attempt: 0,
             step: None,
+            step_since: None,
+        }
+    }
+
+    /// This stamp with `step` reached at `now` (the stage's retries start over).
+    pub fn at_step(&self, step: &str, now: DateTime<Utc>) -> Self {
+        Self {
+            step: Some(step.to_owned()),
+            step_since: Some(now),
+            attempt: 0,
+            ..self.clone()
+        }
+    }
+
+    /// This stamp with one more failed attempt.
+    pub fn retried(&self) -> Self {
+        Self {
+            attempt: self.attempt + 1,
+            ..self.clone()
         }
     }
 

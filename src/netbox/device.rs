@@ -25,6 +25,8 @@ pub struct Device {
     pub site_id: Option<u64>,
     /// The id of the device's OOB IP address record.
     pub oob_ip: Option<u64>,
+    /// The OOB IP's address, without its prefix length: where the BMC answers.
+    pub oob_address: Option<String>,
     /// `None`: the field is empty (the device predates racklift's fields) and racklift leaves
     /// it alone. `Some(Err)`: a value racklift does not know.
     pub lifecycle: Option<Result<Lifecycle, UnknownState>>,
@@ -54,6 +56,11 @@ impl Device {
             .get("oob_ip")
             .and_then(|ip| ip.get("id"))
             .and_then(Value::as_u64);
+        let oob_address = body
+            .get("oob_ip")
+            .and_then(|ip| ip.get("address"))
+            .and_then(Value::as_str)
+            .map(|a| a.split('/').next().unwrap_or(a).to_owned());
         let fields = body.get("custom_fields");
         let field = |key: &str| fields.and_then(|f| f.get(key)).filter(|v| !v.is_null());
         // A select field reads as {"value", "label"}; accept a bare string as well.
@@ -68,6 +75,7 @@ impl Device {
             site,
             site_id,
             oob_ip,
+            oob_address,
             lifecycle,
             stamp,
             etag,

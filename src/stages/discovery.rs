@@ -255,9 +255,10 @@ pub fn plan_held_ip(
 }
 
 /// The device write a held lease calls for: the OOB IP, and `racked → discovered`.
-pub fn plan_device(device: &Device, ip_id: u64) -> Option<DeviceUpdate> {
+/// `ip_id` is `None` for an address record still to be created.
+pub fn plan_device(device: &Device, ip_id: Option<u64>) -> Option<DeviceUpdate> {
     let discover = matches!(device.lifecycle, Some(Ok(Lifecycle::Racked)));
-    if device.oob_ip == Some(ip_id) && !discover {
+    if ip_id.is_some() && device.oob_ip == ip_id && !discover {
         return None;
     }
     let mut update = if discover {
@@ -269,7 +270,7 @@ pub fn plan_device(device: &Device, ip_id: u64) -> Option<DeviceUpdate> {
     } else {
         DeviceUpdate::default()
     };
-    update.oob_ip = Some(ip_id);
+    update.oob_ip = ip_id;
     Some(update)
 }
 
@@ -378,9 +379,9 @@ pub async fn apply_lease(
             .collect()
     };
 
+    let ip_plan = plan_held_ip(event.ip, &prefix, &iface, holder, &on_iface);
     let mut changes = Vec::new();
-    let ip_id = match plan_held_ip(event.ip, &prefix, &iface, holder, &on_iface) {
-        IpPlan::Keep { id } => id,
+    let known_id = match &ip_plan {
         IpPlan::Conflict { holder } => {
             let text = format!(
                 "racklift: DHCP lease {} conflicts ({about}): NetBox holds the address on {holder}. Nothing was changed: free or move the address in NetBox, or fix the DHCP server's reservation.",
@@ -391,15 +392,56 @@ pub async fn apply_lease(
                 .map_err(fail("journaling the conflict"))?;
             return Ok(LeaseOutcome::Conflict(text));
         }
+        IpPlan::Keep { id } => Some(*id),
+        IpPlan::Create { .. } => {
+            changes.push(format!(
+                "recorded {}/{} on {}",
+                event.ip, prefix.len, iface.name
+            ));
+            None
+        }
+        IpPlan::Update { id, note, .. } => {
+            changes.push(note.clone());
+            Some(*id)
+        }
+    };
+    let planned = plan_device(&device, known_id);
+    if changes.is_empty() && planned.is_none() {
+        return Ok(LeaseOutcome::Unchanged);
+    }
+    if planned
+        .as_ref()
+        .is_some_and(|u| u.oob_ip != device.oob_ip || known_id.is_none())
+    {
+        changes.push(format!("OOB IP set to {}/{}", event.ip, prefix.len));
+    }
+    let text = match planned.as_ref().and_then(|u| u.lifecycle) {
+        Some(to) => format!(
+            "racklift: racked → {to}: {about}: {}{mismatch}",
+            changes.join("; ")
+        ),
+        None => format!("racklift: {about}: {}{mismatch}", changes.join("; ")),
+    };
+    // Journal first, then write: if a write fails and the event is retried, NetBox may show
+    // the entry twice, but never a change without its entry.
+    client
+        .journal(device.id, JournalKind::Info, &text)
+        .await
+        .map_err(fail("journaling"))?;
+    let ip_id = match ip_plan {
+        IpPlan::Keep { id } => id,
+        IpPlan::Update { id, body, .. } => {
+            client
+                .patch(&format!("ipam/ip-addresses/{id}/"), &body)
+                .await
+                .map_err(fail("updating the address"))?;
+            id
+        }
         IpPlan::Create { body } => {
             let created = client
                 .post("ipam/ip-addresses/", &body)
                 .await
                 .map_err(fail("creating the address"))?;
-            changes.push(format!(
-                "recorded {}/{} on {}",
-                event.ip, prefix.len, iface.name
-            ));
             created.get("id").and_then(Value::as_u64).ok_or_else(|| {
                 fail("creating the address")(NetBoxError::Unexpected {
                     method: "POST",
@@ -408,44 +450,16 @@ pub async fn apply_lease(
                 })
             })?
         }
-        IpPlan::Update { id, body, note } => {
-            client
-                .patch(&format!("ipam/ip-addresses/{id}/"), &body)
-                .await
-                .map_err(fail("updating the address"))?;
-            changes.push(note);
-            id
-        }
+        IpPlan::Conflict { .. } => unreachable!("returned above"),
     };
-
     for attempt in 0..=MAX_CHANGED_RETRIES {
-        let Some(update) = plan_device(&device, ip_id) else {
+        let Some(update) = plan_device(&device, Some(ip_id)) else {
             break;
         };
-        if update.oob_ip != device.oob_ip {
-            changes.push(format!("OOB IP set to {}/{}", event.ip, prefix.len));
-        }
-        let (kind, text) = match update.lifecycle {
-            Some(to) => (
-                JournalKind::Info,
-                format!(
-                    "racklift: racked → {to}: {about}: {}{mismatch}",
-                    changes.join("; ")
-                ),
-            ),
-            None => (
-                JournalKind::Info,
-                format!("racklift: {about}: {}{mismatch}", changes.join("; ")),
-            ),
-        };
-        client
-            .journal(device.id, kind, &text)
-            .await
-            .map_err(fail("journaling"))?;
         match client.update_device(&device, &update).await {
-            Ok(()) => return Ok(LeaseOutcome::Applied(text)),
+            Ok(()) => break,
+            // An edit meanwhile (an operator, racklift serve): decide again on the fresh device.
             Err(NetBoxError::Changed { .. }) if attempt < MAX_CHANGED_RETRIES => {
-                changes.retain(|c| !c.starts_with("OOB IP"));
                 let Some(fresh) = client
                     .device(device.id)
                     .await
@@ -460,14 +474,6 @@ pub async fn apply_lease(
             Err(e) => return Err(fail("updating the device")(e)),
         }
     }
-    if changes.is_empty() {
-        return Ok(LeaseOutcome::Unchanged);
-    }
-    let text = format!("racklift: {about}: {}{mismatch}", changes.join("; "));
-    client
-        .journal(device.id, JournalKind::Info, &text)
-        .await
-        .map_err(fail("journaling"))?;
     Ok(LeaseOutcome::Applied(text))
 }
 
@@ -757,6 +763,7 @@ mod tests {
             site: None,
             site_id: None,
             oob_ip: oob,
+            oob_address: None,
             lifecycle: Some(lifecycle.parse()),
             stamp: None,
             etag: String::new(),
@@ -765,17 +772,21 @@ mod tests {
 
     #[test]
     fn only_a_racked_device_is_discovered_and_the_oob_ip_follows_the_lease() {
-        let update = plan_device(&device("racked", None), 11).expect("a write");
+        let update = plan_device(&device("racked", None), Some(11)).expect("a write");
         assert_eq!(update.lifecycle, Some(Lifecycle::Discovered));
         assert_eq!(update.oob_ip, Some(11));
         assert_eq!(update.to_json()["status"], "staged");
-        let further = plan_device(&device("provisioning", Some(10)), 11).expect("a write");
+        let further = plan_device(&device("provisioning", Some(10)), Some(11)).expect("a write");
         assert_eq!((further.lifecycle, further.oob_ip), (None, Some(11)));
         assert!(
             further.to_json()["custom_fields"]
                 .get("lifecycle")
                 .is_none()
         );
-        assert_eq!(plan_device(&device("ready", Some(11)), 11), None);
+        assert_eq!(plan_device(&device("ready", Some(11)), Some(11)), None);
+        assert!(
+            plan_device(&device("ready", Some(11)), None).is_some(),
+            "a new record"
+        );
     }
 }

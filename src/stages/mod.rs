@@ -2,3 +2,4 @@
 //! (`lifecycle`) says when a stage runs; a stage here says what it does.
 
 pub mod discovery;
+pub mod provisioning;

@@ -196,6 +196,19 @@ impl Api {
     }
 }
 
+/// Waits until NetBox recorded the device moving `from` → `to`; returns the device as that
+/// change left it (the state may have moved on since: provisioning runs right after its claim).
+pub async fn wait_moved(api: &Api, id: u64, from: &str, to: &str) -> Value {
+    wait_for(&format!("device {id} to move {from} → {to}"), || async {
+        api.changes(id).await.into_iter().find_map(|c| {
+            (lifecycle_of(&c["prechange_data"]) == Some(from)
+                && lifecycle_of(&c["postchange_data"]) == Some(to))
+            .then(|| c["postchange_data"].clone())
+        })
+    })
+    .await
+}
+
 fn lifecycle_of(data: &Value) -> Option<&str> {
     let v = &data["custom_fields"]["lifecycle"];
     v.get("value").unwrap_or(v).as_str()
