@@ -98,21 +98,30 @@ impl Session {
             .await?
             .body;
         session.vendor = Vendor::detect(&session.root);
+        // A BMC without a session service (sushy-tools) gets basic auth on every request, as
+        // Redfish allows.
         let sessions = session
             .root
             .pointer("/Links/Sessions/@odata.id")
             .and_then(Value::as_str)
-            .unwrap_or(SESSIONS_DEFAULT)
-            .to_owned();
-        let login = json!({"UserName": endpoint.username, "Password": endpoint.password.expose()});
-        match session.login(&sessions, &login).await {
-            Ok(auth) => session.auth = auth,
-            // No session service: basic auth on every request, as Redfish allows.
-            Err(RedfishError::Status {
-                status: 404 | 405 | 501,
-                ..
-            }) => {}
-            Err(e) => return Err(e),
+            .map(str::to_owned)
+            .or_else(|| {
+                session
+                    .root
+                    .get("SessionService")
+                    .map(|_| SESSIONS_DEFAULT.to_owned())
+            });
+        if let Some(sessions) = sessions {
+            let login =
+                json!({"UserName": endpoint.username, "Password": endpoint.password.expose()});
+            match session.login(&sessions, &login).await {
+                Ok(auth) => session.auth = auth,
+                Err(RedfishError::Status {
+                    status: 404 | 405 | 501,
+                    ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(session)
     }
@@ -290,10 +299,9 @@ impl Session {
             location: Some(location),
             ..
         } = &self.auth
+            && let Err(e) = self.send(Method::DELETE, location, None, None, true).await
         {
-            if let Err(e) = self.send(Method::DELETE, location, None, None, true).await {
-                tracing::warn!(bmc = %self.base, error = %e, "could not delete the Redfish session; the BMC will expire it");
-            }
+            tracing::warn!(bmc = %self.base, error = %e, "could not delete the Redfish session; the BMC will expire it");
         }
     }
 }

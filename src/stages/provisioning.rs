@@ -223,14 +223,14 @@ async fn boot_and_reset<S: DeviceStore>(
     let (path, system_body, etag) = system(session).await?;
     let targets =
         strings(system_body.pointer("/Boot/BootSourceOverrideTarget@Redfish.AllowableValues"));
-    if let Some(targets) = &targets {
-        if !targets.iter().any(|t| t == "Pxe") {
-            return Ok(Outcome::Fail(format!(
-                "provisioning: the BMC at {} does not offer a PXE boot (it allows {}). Enable network boot in the server's firmware, then set the lifecycle to provisioning.",
-                session.url_text(),
-                targets.join(", ")
-            )));
-        }
+    if let Some(targets) = &targets
+        && !targets.iter().any(|t| t == "Pxe")
+    {
+        return Ok(Outcome::Fail(format!(
+            "provisioning: the BMC at {} does not offer a PXE boot (it allows {}). Enable network boot in the server's firmware, then set the lifecycle to provisioning.",
+            session.url_text(),
+            targets.join(", ")
+        )));
     }
     let boot =
         json!({"Boot": {"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"}});

@@ -4,6 +4,7 @@
 //! cut, and waits on conditions with a deadline.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod bmc;
 pub mod dhcp;
 pub mod proxy;
 
@@ -337,6 +338,11 @@ pub struct Options {
     pub validating_deadline: &'static str,
     pub body_limit: usize,
     pub pause_dir: Option<PathBuf>,
+    /// YAML for the `bmc:` section (indented by two spaces), if the test has BMCs.
+    pub bmc: String,
+    /// Secrets the test gave racklift beyond the token and webhook secret (BMC passwords):
+    /// none may appear in its log.
+    pub secrets: Vec<String>,
 }
 
 impl Default for Options {
@@ -349,6 +355,8 @@ impl Default for Options {
             validating_deadline: "30m",
             body_limit: 1024 * 1024,
             pause_dir: None,
+            bmc: String::new(),
+            secrets: Vec::new(),
         }
     }
 }
@@ -411,7 +419,8 @@ impl Racklift {
              listen: 127.0.0.1:{port}\n\
              webhook:\n  url: http://127.0.0.1:{port}/hooks/netbox\n  secret: {{file: {secret}}}\n  body_limit_bytes: {limit}\n\
              scope:\n  instance: {site}\n  sites: [{site}]\n\
-             reconciler:\n  concurrency: 4\n  resync_interval: {resync}\n  validating_deadline: {deadline}\n  backoff_base: 200ms\n  backoff_max: 2s\n",
+             reconciler:\n  concurrency: 4\n  resync_interval: {resync}\n  validating_deadline: {deadline}\n  backoff_base: 200ms\n  backoff_max: 2s\n  stage_retries: 3\n\
+             {bmc}",
             url = self.options.netbox_url,
             token = token.display(),
             secret = secret.display(),
@@ -419,6 +428,11 @@ impl Racklift {
             limit = self.options.body_limit,
             resync = self.options.resync,
             deadline = self.options.validating_deadline,
+            bmc = if self.options.bmc.is_empty() {
+                String::new()
+            } else {
+                format!("bmc:\n{}\n", self.options.bmc)
+            },
         );
         std::fs::write(self.config_path(), config).expect("config file");
     }

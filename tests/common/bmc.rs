@@ -1,0 +1,251 @@
+//! BMCs for the provisioning tests: sushy-tools' Redfish emulator (the real third-party peer,
+//! installed by `scripts/lab test-tools`) with TLS from a test CA and basic auth, and devices in
+//! NetBox whose OOB IP points at it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+use super::{Api, Site, wait_for};
+
+fn run(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA and a leaf for 127.0.0.1 (CA:FALSE: rustls refuses a CA as an end entity).
+#[derive(Debug)]
+pub struct TestCa {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCa {
+    pub fn new(dir: &Path) -> Self {
+        let p = |name: &str| dir.join(name).to_str().expect("utf-8").to_owned();
+        run(&[
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=racklift test CA",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.pem"),
+        ]);
+        run(&[
+            "openssl",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &p("leaf.key"),
+            "-out",
+            &p("leaf.csr"),
+        ]);
+        std::fs::write(
+            dir.join("leaf.ext"),
+            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .expect("ext");
+        run(&[
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            &p("leaf.csr"),
+            "-CA",
+            &p("ca.pem"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &p("leaf.ext"),
+            "-out",
+            &p("leaf.pem"),
+        ]);
+        Self {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("leaf.pem"),
+            key: dir.join("leaf.key"),
+        }
+    }
+}
+
+fn sushy_venv() -> PathBuf {
+    std::env::var_os("RACKLIFT_SUSHY_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/racklift-lab/sushy-tools-2.2.0"))
+}
+
+/// One sushy-emulator process emulating one BMC with one system (fake driver).
+#[derive(Debug)]
+pub struct Sushy {
+    pub port: u16,
+    pub ca: PathBuf,
+    pub username: String,
+    pub password: String,
+    pub system: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Sushy {
+    pub async fn start(dir: &Path, power_state: &str) -> Self {
+        let venv = sushy_venv();
+        assert!(
+            venv.join("bin/sushy-emulator").exists(),
+            "sushy-tools is missing: run scripts/lab test-tools"
+        );
+        let ca = TestCa::new(dir);
+        let password = format!("pw-{}", fastrand::u64(..));
+        let hash = Command::new(venv.join("bin/python"))
+            .args(["-c", "import bcrypt,sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(4)).decode())", &password])
+            .output()
+            .expect("bcrypt");
+        std::fs::write(
+            dir.join("htpasswd"),
+            format!("admin:{}", String::from_utf8_lossy(&hash.stdout)),
+        )
+        .expect("htpasswd");
+        let port = super::free_port();
+        let system = format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            fastrand::u32(..),
+            fastrand::u64(..) & 0xffff_ffff_ffff
+        );
+        let state = dir.join("sushy-state");
+        std::fs::create_dir_all(&state).expect("state dir");
+        std::fs::write(
+            dir.join("sushy.conf"),
+            format!(
+                "SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'\nSUSHY_EMULATOR_LISTEN_PORT = {port}\nSUSHY_EMULATOR_FAKE_DRIVER = True\n\
+                 SUSHY_EMULATOR_STATE_DIR = '{state}'\nSUSHY_EMULATOR_AUTH_FILE = '{auth}'\n\
+                 SUSHY_EMULATOR_SSL_CERT = '{cert}'\nSUSHY_EMULATOR_SSL_KEY = '{key}'\n\
+                 SUSHY_EMULATOR_FAKE_SYSTEMS = [{{'uuid': '{system}', 'name': 'node', 'power_state': '{power_state}', 'external_notifier': False, 'nics': [{{'mac': '52:54:00:00:00:01', 'ip': '10.99.0.1'}}]}}]\n",
+                state = state.display(),
+                auth = dir.join("htpasswd").display(),
+                cert = ca.cert.display(),
+                key = ca.key.display(),
+            ),
+        )
+        .expect("sushy conf");
+        let log = dir.join("sushy.log");
+        let file = std::fs::File::create(&log).expect("log");
+        let child = Command::new(venv.join("bin/sushy-emulator"))
+            .arg("--config")
+            .arg(dir.join("sushy.conf"))
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .spawn()
+            .expect("start sushy-emulator");
+        let me = Self {
+            port,
+            ca: ca.ca,
+            username: "admin".into(),
+            password,
+            system,
+            child,
+            log,
+        };
+        wait_for("sushy-emulator to answer over TLS", || async {
+            me.get("/redfish/v1/").await.ok()
+        })
+        .await;
+        me
+    }
+
+    fn client(&self) -> reqwest::Client {
+        let ca =
+            reqwest::Certificate::from_pem(&std::fs::read(&self.ca).expect("ca")).expect("pem");
+        reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .build()
+            .expect("client")
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, reqwest::Error> {
+        self.client()
+            .get(format!("https://127.0.0.1:{}{path}", self.port))
+            .basic_auth(&self.username, Some(&self.password))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+    }
+
+    /// The emulated system as its BMC shows it.
+    pub async fn system(&self) -> Value {
+        self.get(&format!("/redfish/v1/Systems/{}", self.system))
+            .await
+            .expect("system")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Sushy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- sushy-emulator log ---\n{}", self.log());
+        }
+    }
+}
+
+/// A device whose BMC interface holds `ip` (in a VRF of the test's own, so tests may share
+/// 127.0.0.1) as its OOB IP, in `lifecycle`. Returns the device id.
+pub async fn device_with_bmc(api: &Api, site: &Site, name: &str, ip: &str, lifecycle: &str) -> u64 {
+    let device = site.device(api, name, lifecycle).await;
+    let iface = api
+        .post(
+            "dcim/interfaces/",
+            json!({"device": device, "name": "bmc", "type": "1000base-t", "mgmt_only": true}),
+        )
+        .await;
+    let vrf = api
+        .post(
+            "ipam/vrfs/",
+            json!({"name": format!("{}-{name}", site.slug), "enforce_unique": true}),
+        )
+        .await;
+    let address = api
+        .post(
+            "ipam/ip-addresses/",
+            json!({"address": format!("{ip}/32"), "vrf": vrf["id"], "status": "active",
+                   "assigned_object_type": "dcim.interface", "assigned_object_id": iface["id"]}),
+        )
+        .await;
+    api.patch(
+        &format!("dcim/devices/{device}/"),
+        json!({"oob_ip": address["id"]}),
+    )
+    .await;
+    device
+}
