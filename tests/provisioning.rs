@@ -6,9 +6,9 @@ mod common;
 
 use std::path::Path;
 
-use common::bmc::{Sushy, device_with_bmc};
+use common::bmc::{BmcSim, SimBmc, Sushy, device_with_bmc};
 use common::{Api, Options, Racklift, Site, lifecycle, wait_for};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn texts(entries: &[Value]) -> Vec<String> {
     entries
@@ -105,4 +105,244 @@ async fn sushy_tools_switched_off_server_is_pxe_booted_and_powered_on() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sushy_tools_running_server_is_pxe_booted_and_restarted() {
     sushy_flow("On", "sushyon").await;
+}
+
+/// `bmc:` settings for several devices on bmcsim: (device name, port, password).
+fn sim_config(dir: &Path, ca: &Path, devices: &[(String, u16, String)]) -> String {
+    let mut yaml =
+        String::from("  poll_interval: 1s\n  power_timeout: 5s\n  timeout: 3s\n  devices:\n");
+    for (name, port, password) in devices {
+        let file = dir.join(format!("{name}.bmc-password"));
+        std::fs::write(&file, password).expect("password file");
+        yaml.push_str(&format!(
+            "    {name}: {{username: admin, password: {{file: {}}}, port: {port}, ca_file: {}}}\n",
+            file.display(),
+            ca.display()
+        ));
+    }
+    yaml
+}
+
+const TREES: [(&str, &str, &str); 6] = [
+    ("ilo-dl360", "hpe-ilo5-dl360-gen10plus", "HPE iLO 5"),
+    ("ilo-dl385", "hpe-ilo5-dl385-gen10plus-v2", "HPE iLO 5"),
+    ("idrac", "dell-idrac9-r750", "Dell iDRAC 9"),
+    ("xcc", "lenovo-xcc-sr670v2", "Redfish"),
+    ("smc", "supermicro-sys821ge-tnhr", "Redfish"),
+    ("dmtf", "dmtf-public-rackmount1", "Redfish"),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_captured_vendor_tree_is_pxe_booted_once_and_powered_on() {
+    let api = Api::new();
+    let site = Site::new(&api, "vendors").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Half start switched off (reset On), half running (a restart).
+    let bmcs: Vec<SimBmc> = TREES
+        .iter()
+        .enumerate()
+        .map(|(i, (name, tree, _))| SimBmc {
+            name: (*name).to_owned(),
+            tree: (*tree).to_owned(),
+            power: if i % 2 == 0 { "Off" } else { "On" },
+        })
+        .collect();
+    let sim = BmcSim::start(dir.path(), &bmcs);
+    let mut devices = Vec::new();
+    for (name, _, _) in TREES {
+        let id = device_with_bmc(&api, &site, name, "127.0.0.1", "racked").await;
+        devices.push((
+            id,
+            format!("{}-{name}", site.slug),
+            sim.port(name),
+            sim.password.clone(),
+        ));
+    }
+    let config: Vec<(String, u16, String)> = devices
+        .iter()
+        .map(|(_, n, p, pw)| (n.clone(), *p, pw.clone()))
+        .collect();
+    let _racklift = Racklift::start(
+        &site,
+        Options {
+            bmc: sim_config(dir.path(), &sim.ca, &config),
+            secrets: vec![sim.password.clone()],
+            ..Options::default()
+        },
+    )
+    .await;
+
+    for (id, _, _, _) in &devices {
+        api.set_lifecycle(*id, "provisioning").await;
+    }
+    for (i, ((id, _, port, _), (bmc, _, vendor))) in devices.iter().zip(TREES).enumerate() {
+        wait_state(&api, *id, "validating").await;
+        let state = sim.state(bmc).await;
+        assert_eq!(state["power_state"], "On", "{bmc}: {state}");
+        assert_eq!(
+            state["boots"],
+            json!([{"target": "Pxe", "enabled": "Once"}]),
+            "{bmc}: {state}"
+        );
+        let expected_reset = if i % 2 == 0 { "On" } else { "ForceRestart" };
+        assert_eq!(state["resets"], json!([expected_reset]), "{bmc}: {state}");
+        assert_eq!(
+            state["sessions_open"], 0,
+            "every session closed: {bmc}: {state}"
+        );
+        assert_eq!(
+            state["sessions_created"], state["sessions_deleted"],
+            "{bmc}: {state}"
+        );
+        assert!(
+            state["sessions_created"].as_u64() >= Some(2),
+            "{bmc}: {state}"
+        );
+        let journal = texts(&api.journal(*id).await);
+        let done = journal.last().expect("entries");
+        assert!(
+            done.starts_with(&format!("info: racklift: provisioning → validating: BMC https://127.0.0.1:{port}/ ({vendor}, firmware ")),
+            "{bmc}: {journal:?}"
+        );
+        assert_eq!(
+            journal.len(),
+            1,
+            "{bmc}: one-time boot read back as Once, no warning: {journal:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_bmc_failure_fails_the_device_with_what_to_do_and_stops_calling_the_bmc() {
+    let api = Api::new();
+    let site = Site::new(&api, "bmcfail").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "creds",
+            "hpe-ilo5-dl360-gen10plus",
+            "Off",
+            "refused racklift's credentials (HTTP 401)",
+        ),
+        (
+            "nopxe",
+            "dell-idrac9-r750",
+            "Off",
+            "does not offer a PXE boot",
+        ),
+        ("down", "lenovo-xcc-sr670v2", "Off", "is unreachable"),
+        ("err500", "dmtf-public-rackmount1", "Off", "HTTP 500"),
+        ("err400", "hpe-ilo5-dl385-gen10plus-v2", "Off", "HTTP 400"),
+        (
+            "stuck",
+            "supermicro-sys821ge-tnhr",
+            "Off",
+            "power stayed \"Off\" for 5s",
+        ),
+    ];
+    let bmcs: Vec<SimBmc> = cases
+        .iter()
+        .map(|(name, tree, power, _)| SimBmc {
+            name: (*name).to_owned(),
+            tree: (*tree).to_owned(),
+            power,
+        })
+        .collect();
+    let sim = BmcSim::start(dir.path(), &bmcs);
+    // Prepare each BMC's fault.
+    sim.patch(
+        "nopxe",
+        "/redfish/v1/Systems/System.Embedded.1",
+        json!({"Boot": {"BootSourceOverrideTarget@Redfish.AllowableValues": ["None", "Hdd", "Cd"]}}),
+    )
+    .await;
+    sim.faults("down", json!({"drop": true})).await;
+    sim.faults("err500", json!({"status": 500})).await;
+    sim.faults("err400", json!({"status": 400})).await;
+    sim.faults("stuck", json!({"power_stuck": true})).await;
+    let mut devices = Vec::new();
+    let mut config = Vec::new();
+    for (name, _, _, _) in cases {
+        let id = device_with_bmc(&api, &site, name, "127.0.0.1", "racked").await;
+        let password = if name == "creds" {
+            "wrong-password".to_owned()
+        } else {
+            sim.password.clone()
+        };
+        config.push((format!("{}-{name}", site.slug), sim.port(name), password));
+        devices.push(id);
+    }
+    let racklift = Racklift::start(
+        &site,
+        Options {
+            bmc: sim_config(dir.path(), &sim.ca, &config),
+            secrets: vec![sim.password.clone(), "wrong-password".into()],
+            resync: "1s",
+            ..Options::default()
+        },
+    )
+    .await;
+
+    for id in &devices {
+        api.set_lifecycle(*id, "provisioning").await;
+    }
+    for (id, (name, _, _, reason)) in devices.iter().zip(cases) {
+        let device = wait_state(&api, *id, "failed").await;
+        let error = device["custom_fields"]["lifecycle_error"]
+            .as_str()
+            .expect("lifecycle_error");
+        assert!(error.contains(reason), "{name}: {error}");
+        assert!(
+            error.contains("set the lifecycle to provisioning"),
+            "{name}: {error}"
+        );
+        let journal = texts(&api.journal(*id).await);
+        assert!(
+            journal
+                .last()
+                .expect("entry")
+                .starts_with("danger: racklift: provisioning → failed: provisioning"),
+            "{name}: {journal:?}"
+        );
+        assert_eq!(device["status"]["value"], "failed");
+    }
+    // Retried only what could pass by asking again: 5xx and an unreachable BMC.
+    for name in ["down", "err500"] {
+        let id = devices[cases.iter().position(|c| c.0 == name).expect("case")];
+        let error = api.device(id).await["custom_fields"]["lifecycle_error"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        assert!(error.contains("(after 3 attempts)"), "{name}: {error}");
+    }
+    for name in ["creds", "err400"] {
+        let id = devices[cases.iter().position(|c| c.0 == name).expect("case")];
+        let error = api.device(id).await["custom_fields"]["lifecycle_error"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        assert!(!error.contains("attempts"), "not retried: {name}: {error}");
+    }
+    let stuck = sim.state("stuck").await;
+    assert_eq!(
+        stuck["resets"],
+        json!(["On"]),
+        "one power action, never repeated: {stuck}"
+    );
+    // Failed is the operator's: no further Redfish calls, however many resyncs pass.
+    let before: Vec<Value> = bmc_requests(&sim, &cases.map(|c| c.0)).await;
+    let resyncs = racklift.log().matches("resync queued").count();
+    wait_for("two more resyncs", || async {
+        (racklift.log().matches("resync queued").count() >= resyncs + 2).then_some(())
+    })
+    .await;
+    assert_eq!(bmc_requests(&sim, &cases.map(|c| c.0)).await, before);
+}
+
+async fn bmc_requests(sim: &BmcSim, names: &[&str]) -> Vec<Value> {
+    let mut all = Vec::new();
+    for name in names {
+        all.push(sim.state(name).await["requests"].clone());
+    }
+    all
 }

@@ -249,3 +249,165 @@ pub async fn device_with_bmc(api: &Api, site: &Site, name: &str, ip: &str, lifec
     .await;
     device
 }
+
+/// The bmcsim binary of this workspace, built once per test run.
+fn bmcsim_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let out = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "bmcsim"])
+                .current_dir(root)
+                .output()
+                .expect("cargo build -p bmcsim");
+            assert!(
+                out.status.success(),
+                "building bmcsim: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| root.join("target"), PathBuf::from);
+            target.join("debug/bmcsim")
+        })
+        .clone()
+}
+
+/// One simulated BMC: a captured tree, its credentials, its initial power.
+#[derive(Debug, Clone)]
+pub struct SimBmc {
+    pub name: String,
+    pub tree: String,
+    pub power: &'static str,
+}
+
+/// A bmcsim process and the BMCs it serves.
+#[derive(Debug)]
+pub struct BmcSim {
+    pub ca: PathBuf,
+    pub password: String,
+    admin: String,
+    ports: std::collections::HashMap<String, u16>,
+    child: Child,
+    log: PathBuf,
+}
+
+impl BmcSim {
+    pub fn start(dir: &Path, bmcs: &[SimBmc]) -> Self {
+        let password = format!("sim-{}", fastrand::u64(..));
+        let trees = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/redfish-mockups");
+        let entries: Vec<Value> = bmcs
+            .iter()
+            .map(|b| {
+                json!({"name": b.name, "listen": "127.0.0.1:0", "tree": trees.join(&b.tree),
+                       "username": "admin", "password": password, "power_state": b.power})
+            })
+            .collect();
+        let config = dir.join("bmcsim.yaml");
+        std::fs::write(
+            &config,
+            serde_json::to_string(&json!({"ca_dir": dir.join("sim-ca"), "admin_listen": "127.0.0.1:0", "bmcs": entries}))
+                .expect("json"),
+        )
+        .expect("bmcsim config");
+        let log = dir.join("bmcsim.log");
+        let mut child = Command::new(bmcsim_bin())
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("start bmcsim");
+        // The ready line: {"admin": addr, "bmcs": {name: addr}}. Read on a thread so a bmcsim
+        // that never answers fails the test at the deadline instead of hanging it.
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(super::WAIT).expect("bmcsim's ready line");
+        let ready: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bmcsim said {line:?}: {e}"));
+        let port = |addr: &Value| {
+            addr.as_str()
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok())
+                .expect("port")
+        };
+        let ports = ready["bmcs"]
+            .as_object()
+            .expect("bmcs")
+            .iter()
+            .map(|(k, v)| (k.clone(), port(v)))
+            .collect();
+        Self {
+            ca: dir.join("sim-ca/ca.pem"),
+            password,
+            admin: ready["admin"].as_str().expect("admin").to_owned(),
+            ports,
+            child,
+            log,
+        }
+    }
+
+    pub fn port(&self, name: &str) -> u16 {
+        self.ports[name]
+    }
+
+    /// The BMC's state from the control API.
+    pub async fn state(&self, name: &str) -> Value {
+        reqwest::get(format!("http://{}/bmcs/{name}", self.admin))
+            .await
+            .expect("admin")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    pub async fn faults(&self, name: &str, faults: Value) {
+        let status = reqwest::Client::new()
+            .put(format!("http://{}/bmcs/{name}/faults", self.admin))
+            .json(&faults)
+            .send()
+            .await
+            .expect("admin")
+            .status();
+        assert!(status.is_success(), "setting faults: {status}");
+    }
+
+    /// A Redfish PATCH as another client would make it (to prepare a BMC for a test).
+    pub async fn patch(&self, name: &str, path: &str, body: Value) {
+        let ca =
+            reqwest::Certificate::from_pem(&std::fs::read(&self.ca).expect("ca")).expect("pem");
+        let client = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .build()
+            .expect("client");
+        let status = client
+            .patch(format!("https://127.0.0.1:{}{path}", self.port(name)))
+            .basic_auth("admin", Some(&self.password))
+            .json(&body)
+            .send()
+            .await
+            .expect("patch")
+            .status();
+        assert!(status.is_success(), "PATCH {path}: {status}");
+    }
+}
+
+impl Drop for BmcSim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- bmcsim log ---\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
