@@ -25,7 +25,7 @@ use anyhow::{Context, bail};
 use axum::body::Bytes;
 use racklift::config::Secret;
 use racklift::controller::WorkQueue;
-use racklift::http::{AppState, SIGNATURE_HEADER, router, sign};
+use racklift::http::{AppState, Limits, SIGNATURE_HEADER, router, sign};
 use serde_json::Value;
 
 const FIXTURE: &str =
@@ -297,9 +297,12 @@ fn main() -> anyhow::Result<ExitCode> {
     let server_runtime = tokio::runtime::Runtime::new().context("server runtime")?;
     let queue = Arc::new(WorkQueue::new(settings.ids));
     let app = router(
-        AppState::new(queue.clone(), secret),
-        WEBHOOK_PATH,
-        BODY_LIMIT,
+        AppState::new(queue.clone(), secret, None),
+        &Limits {
+            webhook_path: WEBHOOK_PATH.to_owned(),
+            webhook_body: BODY_LIMIT,
+            report_body: BODY_LIMIT,
+        },
     );
     let listener = server_runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

@@ -145,6 +145,38 @@ struct RawConfig {
     dhcp: DhcpConfig,
     #[serde(default)]
     bmc: RawBmc,
+    #[serde(default)]
+    validation: RawValidation,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawValidation {
+    #[serde(default)]
+    token: SecretSource,
+    #[serde(default = "default_report_limit")]
+    body_limit_bytes: usize,
+}
+
+impl Default for RawValidation {
+    fn default() -> Self {
+        Self {
+            token: SecretSource::default(),
+            body_limit_bytes: default_report_limit(),
+        }
+    }
+}
+
+fn default_report_limit() -> usize {
+    4 * 1024 * 1024
+}
+
+/// The validation callback (`POST /v1/validation`).
+#[derive(Debug, Clone)]
+pub struct ValidationConfig {
+    /// The bearer token the validation image sends; without one the callback refuses reports.
+    pub token: Option<Secret>,
+    pub body_limit_bytes: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -468,6 +500,7 @@ pub struct Config {
     pub reconciler: ReconcilerConfig,
     pub dhcp: DhcpConfig,
     pub bmc: BmcConfig,
+    pub validation: ValidationConfig,
     webhook_secret_env: String,
 }
 
@@ -549,6 +582,14 @@ impl Config {
             reconciler: raw.reconciler,
             dhcp: raw.dhcp,
             bmc: BmcConfig::resolve(&raw.bmc)?,
+            validation: ValidationConfig {
+                token: raw.validation.token.resolve_optional(
+                    "the validation token",
+                    "validation.token.file",
+                    "RACKLIFT_VALIDATION_TOKEN",
+                )?,
+                body_limit_bytes: raw.validation.body_limit_bytes,
+            },
             webhook_secret_env,
         })
     }

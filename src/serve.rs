@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::controller::Controller;
-use crate::http::{AppState, router};
+use crate::http::{AppState, Limits, ValidationCallback, router};
 use crate::netbox::{ClientSetupError, DeviceStore, NetBoxClient};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,23 +26,50 @@ pub enum ServeError {
 
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let client = NetBoxClient::new(&config.netbox)?;
+    let validation = config
+        .validation
+        .token
+        .clone()
+        .map(|token| ValidationCallback {
+            client: client.clone(),
+            token,
+        });
+    if validation.is_none() {
+        tracing::warn!("validation.token is not set: POST /v1/validation refuses every report");
+    }
     #[cfg(feature = "test-hooks")]
     if let Some(dir) = std::env::var_os("RACKLIFT_TEST_PAUSE_DIR") {
         tracing::warn!("test-only pause points are ON ({})", dir.to_string_lossy());
-        return run(crate::netbox::PausingStore::new(client, dir.into()), config).await;
+        let store = crate::netbox::PausingStore::new(client, dir.into());
+        return run(store, validation, config).await;
     }
-    run(client, config).await
+    run(client, validation, config).await
 }
 
-async fn run<S: DeviceStore>(store: S, config: Config) -> Result<(), ServeError> {
+async fn run<S: DeviceStore>(
+    store: S,
+    validation: Option<ValidationCallback>,
+    config: Config,
+) -> Result<(), ServeError> {
     let controller = Arc::new(Controller::new(
         store,
         config.reconciler.clone(),
         &config.scope,
         config.bmc.clone(),
     ));
-    let state = AppState::new(controller.queue().clone(), config.webhook_secret()?.clone());
-    let app = router(state, &config.webhook.path, config.webhook.body_limit_bytes);
+    let state = AppState::new(
+        controller.queue().clone(),
+        config.webhook_secret()?.clone(),
+        validation,
+    );
+    let app = router(
+        state,
+        &Limits {
+            webhook_path: config.webhook.path.clone(),
+            webhook_body: config.webhook.body_limit_bytes,
+            report_body: config.validation.body_limit_bytes,
+        },
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Listen {

@@ -1,6 +1,7 @@
 //! racklift's HTTP surface: NetBox's webhook (`POST /hooks/netbox`) and `GET /healthz`.
 //! Handlers verify and queue; they never call NetBox.
 
+mod validation;
 mod webhook;
 
 use std::sync::Arc;
@@ -15,6 +16,15 @@ pub use webhook::{SIGNATURE_HEADER, sign};
 
 use crate::config::Secret;
 use crate::controller::WorkQueue;
+use crate::netbox::NetBoxClient;
+
+/// What the validation callback needs: it is the one handler that talks to NetBox, because the
+/// script waits for its verdict.
+#[derive(Debug)]
+pub struct ValidationCallback {
+    pub client: NetBoxClient,
+    pub token: Secret,
+}
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -24,13 +34,19 @@ pub struct AppState {
     /// Deliveries already queued, by signature: NetBox re-delivers a requeued job verbatim,
     /// and one read per delivery is enough.
     pub seen: moka::sync::Cache<String, ()>,
+    pub validation: Option<Arc<ValidationCallback>>,
 }
 
 impl AppState {
-    pub fn new(queue: Arc<WorkQueue>, webhook_secret: Secret) -> Self {
+    pub fn new(
+        queue: Arc<WorkQueue>,
+        webhook_secret: Secret,
+        validation: Option<ValidationCallback>,
+    ) -> Self {
         Self {
             queue,
             webhook_secret,
+            validation: validation.map(Arc::new),
             seen: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(600))
@@ -39,11 +55,23 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState, webhook_path: &str, body_limit: usize) -> Router {
+/// Paths and body limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub webhook_path: String,
+    pub webhook_body: usize,
+    pub report_body: usize,
+}
+
+pub fn router(state: AppState, limits: &Limits) -> Router {
     Router::new()
         .route(
-            webhook_path,
-            post(webhook::receive).layer(DefaultBodyLimit::max(body_limit)),
+            &limits.webhook_path,
+            post(webhook::receive).layer(DefaultBodyLimit::max(limits.webhook_body)),
+        )
+        .route(
+            "/v1/validation",
+            post(validation::receive).layer(DefaultBodyLimit::max(limits.report_body)),
         )
         .route("/healthz", get(healthz))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -93,6 +93,8 @@ pub struct DeviceUpdate {
     pub status: Option<&'static str>,
     /// The id of an IP address record on one of the device's interfaces.
     pub oob_ip: Option<u64>,
+    /// `validation_results`: the last report's summary and verdict.
+    pub validation_results: Option<Value>,
 }
 
 impl DeviceUpdate {
@@ -103,6 +105,7 @@ impl DeviceUpdate {
             stamp: Some(stamp),
             status: Some(to.netbox_status()),
             oob_ip: None,
+            validation_results: None,
         }
     }
 
@@ -123,6 +126,9 @@ impl DeviceUpdate {
         }
         if let Some(stamp) = &self.stamp {
             fields.insert("lifecycle_stamp".into(), json!(stamp));
+        }
+        if let Some(results) = &self.validation_results {
+            fields.insert("validation_results".into(), results.clone());
         }
         let mut body = json!({});
         if !fields.is_empty() {

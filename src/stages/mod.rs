@@ -3,3 +3,4 @@
 
 pub mod discovery;
 pub mod provisioning;
+pub mod validation;
