@@ -464,7 +464,10 @@ pub async fn apply(client: &NetBoxClient, report: &Report) -> Result<Verdict, Va
     Ok(Verdict::Validated { summary: results })
 }
 
-/// Journal first, then the conditional state write (as every transition racklift makes).
+/// Journal first, then the conditional state write (as every transition racklift makes). The
+/// device is read again for its current ETag: creating its interfaces and cables has changed
+/// it, and the reconciler may have stamped it meanwhile. Only a device still `validating` is
+/// moved.
 async fn finish(
     client: &NetBoxClient,
     device: &Device,
@@ -479,7 +482,20 @@ async fn finish(
         validation_results: Some(results),
         ..DeviceUpdate::transition(to, error, Stamp::entered(to, Utc::now()))
     };
-    client.update_device(device, &update).await
+    let mut attempts = 0;
+    loop {
+        let Some(current) = client.device(device.id).await? else {
+            return Ok(());
+        };
+        if current.lifecycle != Some(Ok(Lifecycle::Validating)) {
+            tracing::warn!(device = %device.name, "the device left validating while its report was applied; its verdict is in the journal only");
+            return Ok(());
+        }
+        match client.update_device(&current, &update).await {
+            Err(NetBoxError::Changed { .. }) if attempts < 3 => attempts += 1,
+            other => return other,
+        }
+    }
 }
 
 async fn gather(

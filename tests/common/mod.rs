@@ -240,12 +240,12 @@ where
 }
 
 /// The shared device type and role, and a site of the test's own.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Site {
     pub id: u64,
     pub slug: String,
-    device_type: u64,
-    role: u64,
+    pub device_type: u64,
+    pub role: u64,
 }
 
 /// Deletes webhooks and event rules left by earlier runs' tests (their racklift is gone), once
@@ -343,6 +343,8 @@ pub struct Options {
     /// Secrets the test gave racklift beyond the token and webhook secret (BMC passwords):
     /// none may appear in its log.
     pub secrets: Vec<String>,
+    /// The validation callback's bearer token.
+    pub validation_token: Option<String>,
 }
 
 impl Default for Options {
@@ -357,6 +359,7 @@ impl Default for Options {
             pause_dir: None,
             bmc: String::new(),
             secrets: Vec::new(),
+            validation_token: None,
         }
     }
 }
@@ -420,7 +423,7 @@ impl Racklift {
              webhook:\n  url: http://127.0.0.1:{port}/hooks/netbox\n  secret: {{file: {secret}}}\n  body_limit_bytes: {limit}\n\
              scope:\n  instance: {site}\n  sites: [{site}]\n\
              reconciler:\n  concurrency: 4\n  resync_interval: {resync}\n  validating_deadline: {deadline}\n  backoff_base: 200ms\n  backoff_max: 2s\n  stage_retries: 3\n\
-             {bmc}",
+             {bmc}{validation}",
             url = self.options.netbox_url,
             token = token.display(),
             secret = secret.display(),
@@ -428,6 +431,15 @@ impl Racklift {
             limit = self.options.body_limit,
             resync = self.options.resync,
             deadline = self.options.validating_deadline,
+            validation = self
+                .options
+                .validation_token
+                .as_ref()
+                .map_or_else(String::new, |token| {
+                    let file = self.dir.path().join("validation-token");
+                    std::fs::write(&file, token).expect("validation token");
+                    format!("validation:\n  token: {{file: {}}}\n", file.display())
+                }),
             bmc = if self.options.bmc.is_empty() {
                 String::new()
             } else {
@@ -528,6 +540,18 @@ impl Racklift {
     }
 }
 
+impl Racklift {
+    /// Every log this racklift wrote, across restarts.
+    fn all_logs(&self) -> String {
+        (0..=self.restarts)
+            .map(|n| {
+                std::fs::read_to_string(self.dir.path().join(format!("racklift-{n}.log")))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
 impl Drop for Racklift {
     fn drop(&mut self) {
         self.kill();
@@ -536,6 +560,20 @@ impl Drop for Racklift {
                 "--- racklift log ({}) ---\n{}",
                 self.log_path().display(),
                 self.log()
+            );
+            return;
+        }
+        // No secret racklift was given may show in its logs, in any test of the suite.
+        let logs = self.all_logs();
+        let given = [&self.options.token, &self.secret]
+            .into_iter()
+            .chain(&self.options.secrets)
+            .chain(&self.options.validation_token);
+        for secret in given {
+            assert!(
+                !logs.contains(secret.as_str()),
+                "a secret racklift was given appears in its log ({})",
+                self.dir.path().display()
             );
         }
     }
