@@ -68,7 +68,6 @@ async fn lab(api: &Api, site: &Site, state: &str) -> Lab {
         serial,
         switch,
         switch_id,
-        device_type,
     }
 }
 
