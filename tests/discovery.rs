@@ -594,7 +594,14 @@ async fn concurrent_hook_runs_for_one_lease_write_netbox_once() {
         (handled == 24 && pending(dir.path()) == 0).then_some(())
     })
     .await;
-    assert_eq!(count(dir.path(), "applied"), 1, "{}", counters(dir.path()));
+    // One event did the work. (A write whose answer NetBox lost to a timeout is retried and
+    // then finds nothing new: it counts as unchanged, and NetBox still shows one of everything.)
+    assert_eq!(
+        count(dir.path(), "applied") + count(dir.path(), "unchanged"),
+        1,
+        "{}",
+        counters(dir.path())
+    );
     assert_eq!(ip_on(&api, srv.bmc).await.len(), 1);
     assert_eq!(api.journal(srv.device).await.len(), 1);
     assert_eq!(api.moves(srv.device, "racked", "discovered").await, 1);
