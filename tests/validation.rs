@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::lldp::Fabric;
 use common::{Api, Options, Racklift, Site, lifecycle, unique, wait_for};
 use serde_json::{Value, json};
 
@@ -435,4 +436,95 @@ async fn bad_reports_are_refused_with_a_reason_and_write_nothing() {
             .contains("arrived while the device is failed")
     );
     assert_eq!(snapshot(&api, &lab).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_validation_script_reports_what_lldp_sees_and_netbox_is_made_to_match() {
+    let api = Api::new();
+    let site = Site::new(&api, "valnet").await;
+    let lab = lab(&api, &site, "validating").await;
+    // The SMBIOS dump the script reads says SN-LAB-0001: this test's device takes that serial
+    // (from any device an earlier run left with it).
+    for stale in api.results("dcim/devices/?serial=SN-LAB-0001").await {
+        api.patch(
+            &format!("dcim/devices/{}/", stale["id"]),
+            json!({"serial": ""}),
+        )
+        .await;
+    }
+    api.patch(
+        &format!("dcim/devices/{}/", lab.device),
+        json!({"serial": "SN-LAB-0001"}),
+    )
+    .await;
+    let racklift = Racklift::start(&site, options()).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut fabric = Fabric::new("val", dir.path());
+    fabric.link("eth0", "swp1", "02:00:00:00:01:00");
+    fabric.link("eth1", "swp2", "02:00:00:00:01:01");
+    fabric
+        .start(
+            &lab.switch,
+            &[("swp1", "to srv eth0"), ("swp2", "to srv eth1")],
+        )
+        .await;
+    fabric.wait_neighbours(2).await;
+    fabric.connect_racklift(racklift.port);
+    let token = dir.path().join("token");
+    std::fs::write(&token, TOKEN).expect("token file");
+    let out = fabric
+        .run_validation(&["--token-file", token.to_str().expect("utf-8")])
+        .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "script failed:\n{stdout}\n{stderr}");
+    assert!(
+        !stdout.contains(TOKEN) && !stderr.contains(TOKEN),
+        "the script never prints the token"
+    );
+    let sent: Value = serde_json::from_str(&stdout).expect("the script prints the report it sent");
+    assert_eq!(sent["serial"], "SN-LAB-0001");
+    assert_eq!(sent["lldp"].as_array().map(Vec::len), Some(2), "{sent}");
+
+    let device = wait_for("validated (or claimed for hardening)", || async {
+        let device = api.device(lab.device).await;
+        matches!(
+            lifecycle(&device).as_deref(),
+            Some("validated" | "hardening")
+        )
+        .then_some(device)
+    })
+    .await;
+    assert_eq!(api.moves(lab.device, "validating", "validated").await, 1);
+    let results = &device["custom_fields"]["validation_results"];
+    assert_eq!(results["verdict"], "passed", "{results}");
+    assert_eq!(results["memory_bytes"], 17179869184u64);
+    let interfaces = api
+        .results(&format!("dcim/interfaces/?device_id={}", lab.device))
+        .await;
+    for (name, mac, port) in [
+        ("eth0", "02:00:00:00:01:00", "swp1"),
+        ("eth1", "02:00:00:00:01:01", "swp2"),
+    ] {
+        let iface = interfaces.iter().find(|i| i["name"] == name).expect(name);
+        assert_eq!(
+            iface["primary_mac_address"]["mac_address"],
+            mac.to_uppercase(),
+            "{iface}"
+        );
+        assert_eq!(iface["link_peers"][0]["name"], port, "{iface}");
+        assert_eq!(
+            iface["link_peers"][0]["device"]["name"], lab.switch,
+            "{iface}"
+        );
+    }
+    let journal = api.journal(lab.device).await;
+    assert!(journal.iter().any(|e| {
+        e["kind"]["value"] == "success"
+            && e["comments"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("racklift: validating → validated: the server matches NetBox (2 NICs")
+    }));
 }

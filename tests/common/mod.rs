@@ -6,6 +6,7 @@
 
 pub mod bmc;
 pub mod dhcp;
+pub mod lldp;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
