@@ -9,7 +9,9 @@ use std::path::Path;
 
 use common::dhcp::{Lan, SUBNET, Server};
 use common::proxy::Proxy;
-use common::{Api, Options, Racklift, Site, lifecycle, racklift, wait_for, write_hook_config};
+use common::{
+    Api, Options, Racklift, Site, journal_texts, lifecycle, racklift, wait_for, write_hook_config,
+};
 use serde_json::{Value, json};
 
 /// A device with a BMC interface (management-only) and a data interface, each with its MAC.
@@ -103,19 +105,6 @@ fn pending(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-fn texts(entries: &[Value]) -> Vec<String> {
-    entries
-        .iter()
-        .map(|e| {
-            format!(
-                "{}: {}",
-                e["kind"]["value"].as_str().unwrap_or("?"),
-                e["comments"].as_str().unwrap_or("")
-            )
-        })
-        .collect()
-}
-
 async fn ip_on(api: &Api, iface: u64) -> Vec<Value> {
     api.results(&format!("ipam/ip-addresses/?interface_id={iface}"))
         .await
@@ -168,7 +157,7 @@ async fn lease_renew_release(server: Server, tag: &str) {
     assert_eq!(record["status"]["value"], "dhcp");
     assert_eq!(record["vrf"]["id"], vrf);
     assert_eq!(device["oob_ip"]["id"], record["id"]);
-    let journal = texts(&api.journal(srv.device).await);
+    let journal = journal_texts(&api.journal(srv.device).await);
     let server_name = match server {
         Server::Kea => "kea",
         Server::IscDhcpd => "isc-dhcpd",
@@ -232,7 +221,7 @@ async fn lease_renew_release(server: Server, tag: &str) {
     let device = api.device(srv.device).await;
     assert_eq!(device["oob_ip"]["id"], record["id"]);
     assert_eq!(lifecycle(&device).as_deref(), Some("failed"));
-    let journal = texts(&api.journal(srv.device).await);
+    let journal = journal_texts(&api.journal(srv.device).await);
     assert_eq!(journal.len(), 4, "{journal:?}");
     assert!(
         journal[3].starts_with(&format!(
@@ -343,7 +332,7 @@ async fn with_netbox_unreachable_leases_are_spooled_and_the_latest_of_each_mac_l
     for srv in [&a, &b] {
         assert_eq!(ip_on(&api, srv.bmc).await.len(), 1);
         assert_eq!(api.moves(srv.device, "racked", "discovered").await, 1);
-        let journal = texts(&api.journal(srv.device).await);
+        let journal = journal_texts(&api.journal(srv.device).await);
         assert_eq!(journal.len(), 1, "{journal:?}");
     }
     // Oldest first, by each MAC's latest event: A's latest is a renewal made after B's lease,
@@ -508,7 +497,7 @@ async fn bad_hook_input_is_refused_and_unknown_or_data_macs_write_nothing() {
         (count(dir.path(), "conflicts") == 1 && pending(dir.path()) == 0).then_some(())
     })
     .await;
-    let journal = texts(&api.journal(srv.device).await);
+    let journal = journal_texts(&api.journal(srv.device).await);
     assert_eq!(journal.len(), 1, "{journal:?}");
     assert!(
         journal[0].starts_with("warning: racklift: DHCP lease 10.213.0.70 conflicts"),
@@ -534,7 +523,7 @@ async fn bad_hook_input_is_refused_and_unknown_or_data_macs_write_nothing() {
     .await;
     let rejected = racklift(&hook, &["dhcp-spool", "rejected"]);
     assert!(String::from_utf8_lossy(&rejected.stdout).contains("no NetBox prefix contains it"));
-    let journal = texts(&api.journal(srv.device).await);
+    let journal = journal_texts(&api.journal(srv.device).await);
     assert!(
         journal
             .last()

@@ -6,33 +6,14 @@
 mod common;
 
 use common::proxy::Proxy;
-use common::{Api, Options, Racklift, Site, lifecycle, wait_for, wait_moved};
+use common::{
+    Api, Options, Racklift, Site, journal_texts, lifecycle, wait_for, wait_lifecycle, wait_moved,
+};
 use serde_json::{Value, json};
-
-async fn wait_lifecycle(api: &Api, id: u64, state: &str) -> Value {
-    wait_for(&format!("device {id} to be {state}"), || async {
-        let device = api.device(id).await;
-        (lifecycle(&device).as_deref() == Some(state)).then_some(device)
-    })
-    .await
-}
 
 /// A choice as NetBox stores it in a change record (a string) or shows it (`{value, label}`).
 fn value(v: &Value) -> &Value {
     v.get("value").unwrap_or(v)
-}
-
-fn journal_texts(entries: &[Value]) -> Vec<String> {
-    entries
-        .iter()
-        .map(|e| {
-            format!(
-                "{}: {}",
-                e["kind"]["value"].as_str().unwrap_or("?"),
-                e["comments"].as_str().unwrap_or("")
-            )
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,21 +7,8 @@ mod common;
 use std::path::Path;
 
 use common::bmc::{BmcSim, SimBmc, Sushy, device_with_bmc};
-use common::{Api, Options, Racklift, Site, lifecycle, wait_for};
+use common::{Api, Options, Racklift, Site, journal_texts, wait_for, wait_lifecycle};
 use serde_json::{Value, json};
-
-fn texts(entries: &[Value]) -> Vec<String> {
-    entries
-        .iter()
-        .map(|e| {
-            format!(
-                "{}: {}",
-                e["kind"]["value"].as_str().unwrap_or("?"),
-                e["comments"].as_str().unwrap_or("")
-            )
-        })
-        .collect()
-}
 
 /// The `bmc:` configuration for one device's BMC.
 fn bmc_config(dir: &Path, device: &str, port: u16, password: &str, ca: &Path) -> String {
@@ -32,14 +19,6 @@ fn bmc_config(dir: &Path, device: &str, port: u16, password: &str, ca: &Path) ->
         file.display(),
         ca.display()
     )
-}
-
-async fn wait_state(api: &Api, id: u64, state: &str) -> Value {
-    wait_for(&format!("device {id} to be {state}"), || async {
-        let device = api.device(id).await;
-        (lifecycle(&device).as_deref() == Some(state)).then_some(device)
-    })
-    .await
 }
 
 async fn sushy_flow(power: &str, tag: &str) {
@@ -60,7 +39,7 @@ async fn sushy_flow(power: &str, tag: &str) {
     .await;
 
     api.set_lifecycle(id, "provisioning").await;
-    let device = wait_state(&api, id, "validating").await;
+    let device = wait_lifecycle(&api, id, "validating").await;
     let system = sushy.system().await;
     assert_eq!(system["PowerState"], "On", "{system}");
     assert_eq!(system["Boot"]["BootSourceOverrideTarget"], "Pxe");
@@ -69,7 +48,7 @@ async fn sushy_flow(power: &str, tag: &str) {
         device["custom_fields"]["lifecycle_stamp"]["state"],
         "validating"
     );
-    let journal = texts(&api.journal(id).await);
+    let journal = journal_texts(&api.journal(id).await);
     // sushy-tools always reports Continuous: a warning naming it, not a failure.
     assert!(
         journal.iter().any(|e| e
@@ -176,7 +155,7 @@ async fn every_captured_vendor_tree_is_pxe_booted_once_and_powered_on() {
         api.set_lifecycle(*id, "provisioning").await;
     }
     for (i, ((id, _, port, _), (bmc, _, vendor))) in devices.iter().zip(TREES).enumerate() {
-        wait_state(&api, *id, "validating").await;
+        wait_lifecycle(&api, *id, "validating").await;
         let state = sim.state(bmc).await;
         assert_eq!(state["power_state"], "On", "{bmc}: {state}");
         assert_eq!(
@@ -198,7 +177,7 @@ async fn every_captured_vendor_tree_is_pxe_booted_once_and_powered_on() {
             state["sessions_created"].as_u64() >= Some(2),
             "{bmc}: {state}"
         );
-        let journal = texts(&api.journal(*id).await);
+        let journal = journal_texts(&api.journal(*id).await);
         let done = journal.last().expect("entries");
         assert!(
             done.starts_with(&format!("info: racklift: provisioning → validating: BMC https://127.0.0.1:{port}/ ({vendor}, firmware ")),
@@ -287,7 +266,7 @@ async fn each_bmc_failure_fails_the_device_with_what_to_do_and_stops_calling_the
         api.set_lifecycle(*id, "provisioning").await;
     }
     for (id, (name, _, _, reason)) in devices.iter().zip(cases) {
-        let device = wait_state(&api, *id, "failed").await;
+        let device = wait_lifecycle(&api, *id, "failed").await;
         let error = device["custom_fields"]["lifecycle_error"]
             .as_str()
             .expect("lifecycle_error");
@@ -296,7 +275,7 @@ async fn each_bmc_failure_fails_the_device_with_what_to_do_and_stops_calling_the
             error.contains("set the lifecycle to provisioning"),
             "{name}: {error}"
         );
-        let journal = texts(&api.journal(*id).await);
+        let journal = journal_texts(&api.journal(*id).await);
         assert!(
             journal
                 .last()

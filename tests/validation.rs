@@ -5,7 +5,7 @@
 mod common;
 
 use common::lldp::Fabric;
-use common::{Api, Options, Racklift, Site, lifecycle, unique, wait_for};
+use common::{Api, Options, Racklift, Site, lifecycle, unique, wait_for, wait_lifecycle};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "validation-token-for-tests";
@@ -109,14 +109,6 @@ fn options() -> Options {
     }
 }
 
-async fn wait_state(api: &Api, id: u64, state: &str) -> Value {
-    wait_for(&format!("device {id} to be {state}"), || async {
-        let device = api.device(id).await;
-        (lifecycle(&device).as_deref() == Some(state)).then_some(device)
-    })
-    .await
-}
-
 /// Everything a failed validation must leave untouched.
 async fn snapshot(api: &Api, lab: &Lab) -> Value {
     json!({
@@ -137,7 +129,7 @@ async fn a_matching_report_makes_netbox_match_and_validates_once() {
     let (status, answer) = post(&racklift, Some(TOKEN), body.clone()).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["result"], "validated", "{answer}");
-    let device = wait_state(&api, lab.device, "validated").await;
+    let device = wait_lifecycle(&api, lab.device, "validated").await;
     assert_eq!(
         device["custom_fields"]["validation_results"]["verdict"],
         "passed"
@@ -160,7 +152,7 @@ async fn a_matching_report_makes_netbox_match_and_validates_once() {
         assert_eq!(iface["link_peers"][0]["device"]["name"], lab.switch);
     }
     // racklift's own claim moves it on: validated → hardening.
-    wait_state(&api, lab.device, "hardening").await;
+    wait_lifecycle(&api, lab.device, "hardening").await;
     let journal = api.journal(lab.device).await;
     let verdict = journal
         .iter()
@@ -253,7 +245,7 @@ async fn each_mismatch_fails_the_device_and_rewires_nothing() {
             (200, Some("failed")),
             "{name}: {answer}"
         );
-        let device = wait_state(&api, lab.device, "failed").await;
+        let device = wait_lifecycle(&api, lab.device, "failed").await;
         let error = device["custom_fields"]["lifecycle_error"]
             .as_str()
             .unwrap_or("");
@@ -311,10 +303,11 @@ async fn each_mismatch_fails_the_device_and_rewires_nothing() {
         (200, Some("failed")),
         "{answer}"
     );
-    let error = wait_state(&api, lab.device, "failed").await["custom_fields"]["lifecycle_error"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
+    let error =
+        wait_lifecycle(&api, lab.device, "failed").await["custom_fields"]["lifecycle_error"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
     assert!(
         error.contains(&format!(
             "cable on eth0: NetBox connects it to {} swp3, LLDP sees {} swp1",

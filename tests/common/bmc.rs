@@ -7,20 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
 
-use super::{Api, Site, wait_for};
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use super::{Api, Site, run_ok as run, wait_for};
 
 /// A test CA and a leaf for 127.0.0.1 (CA:FALSE: rustls refuses a CA as an end entity).
 #[derive(Debug)]

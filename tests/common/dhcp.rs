@@ -5,24 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use super::{racklift_bin, wait_for};
+use super::{racklift_bin, run_ok as sh, wait_for};
 
 /// The subnet inside every test's namespaces (they are isolated, so tests can share it).
 pub const SUBNET: &str = "10.213.0.0/24";
 const GATEWAY: &str = "10.213.0.1";
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Server {

@@ -20,20 +20,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::wait_for;
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use super::{run_ok as sh, wait_for};
 
 /// The validation script in this repository.
 pub fn validate_script() -> PathBuf {

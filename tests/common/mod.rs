@@ -221,6 +221,43 @@ pub fn lifecycle(device: &Value) -> Option<String> {
     lifecycle_of(device).map(str::to_owned)
 }
 
+/// Runs a command that must succeed (namespace and certificate set-up).
+pub fn run_ok(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A device's journal as `kind: text` lines, oldest first.
+pub fn journal_texts(entries: &[Value]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["kind"]["value"].as_str().unwrap_or("?"),
+                e["comments"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+/// Waits until the device's lifecycle is `state`; returns the device.
+pub async fn wait_lifecycle(api: &Api, id: u64, state: &str) -> Value {
+    wait_for(&format!("device {id} to be {state}"), || async {
+        let device = api.device(id).await;
+        (lifecycle(&device).as_deref() == Some(state)).then_some(device)
+    })
+    .await
+}
+
 /// Polls `check` until it returns `Some`, or fails the test after [`WAIT`].
 pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
 where
