@@ -243,7 +243,7 @@ async fn boot_and_reset<S: DeviceStore>(
         }
         other => other?,
     }
-    let (_, after, _) = system(session).await?;
+    let after = session.get(&path).await?.body;
     let target = after
         .pointer("/Boot/BootSourceOverrideTarget")
         .and_then(Value::as_str)
