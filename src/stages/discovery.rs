@@ -329,7 +329,13 @@ pub async fn apply_lease(
     }
 
     let prefixes: Vec<Prefix> = client
-        .list("ipam/prefixes/", &[("contains", event.ip.to_string())])
+        .list(
+            "ipam/prefixes/",
+            &[
+                ("contains", event.ip.to_string()),
+                ("fields", "id,prefix,vrf,scope_type,scope_id".into()),
+            ],
+        )
         .await
         .map_err(fail("looking up the prefix"))?
         .iter()
