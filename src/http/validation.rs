@@ -64,7 +64,19 @@ pub(super) async fn receive(
             );
         }
     };
-    match validation::apply(&callback.client, &report).await {
+    // Applied on a task of its own: a client that hangs up (the script's per-attempt timeout)
+    // does not cut NetBox's writes off halfway; its retry then finds them done.
+    let applying = {
+        let (callback, report) = (callback.clone(), report.clone());
+        tokio::spawn(async move { validation::apply(&callback.client, &report).await })
+    };
+    let Ok(outcome) = applying.await else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "applying the report failed unexpectedly; see racklift's log",
+        );
+    };
+    match outcome {
         Ok(Verdict::Validated { summary }) => (
             StatusCode::OK,
             Json(json!({"result": "validated", "summary": summary})),

@@ -112,6 +112,8 @@ pub struct Iface {
     pub name: String,
     pub mgmt_only: bool,
     pub primary_mac: Option<String>,
+    /// MAC address objects assigned to it: (id, address).
+    pub macs: Vec<(u64, String)>,
     /// `(device name, interface name, interface id)` at the other end of its cable.
     pub peer: Option<(String, String, u64)>,
 }
@@ -144,10 +146,20 @@ pub struct Facts {
 pub struct Plan {
     /// Interfaces to create: (name, NetBox type).
     pub create_interfaces: Vec<(String, String)>,
-    /// (interface name, MAC) to record as the interface's primary MAC.
-    pub macs: Vec<(String, String)>,
+    /// MACs to record as interfaces' primary MACs.
+    pub macs: Vec<MacPlan>,
     /// (local interface name, switch port id) to cable.
     pub cables: Vec<(String, u64)>,
+}
+
+/// A MAC to make an interface's primary one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacPlan {
+    pub interface: String,
+    pub mac: String,
+    /// The MAC address object already assigned to the interface (a report applied halfway
+    /// before, say): made primary, not created again.
+    pub existing: Option<u64>,
 }
 
 /// A NetBox interface type for a speed in Mb/s (the fallback when the device type says none).
@@ -203,7 +215,11 @@ pub fn check(report: &Report, facts: &Facts) -> (Vec<String>, Plan) {
                     (*name).to_owned(),
                     kind.unwrap_or_else(|| interface_type(nic.speed_mbps).to_owned()),
                 ));
-                plan.macs.push(((*name).to_owned(), nic.mac.to_string()));
+                plan.macs.push(MacPlan {
+                    interface: (*name).to_owned(),
+                    mac: nic.mac.to_string(),
+                    existing: None,
+                });
             }
             Some(iface) => match &iface.primary_mac {
                 Some(mac) if !mac.eq_ignore_ascii_case(&nic.mac.to_string()) => {
@@ -213,7 +229,15 @@ pub fn check(report: &Report, facts: &Facts) -> (Vec<String>, Plan) {
                     ))
                 }
                 Some(_) => {}
-                None => plan.macs.push(((*name).to_owned(), nic.mac.to_string())),
+                None => plan.macs.push(MacPlan {
+                    interface: (*name).to_owned(),
+                    mac: nic.mac.to_string(),
+                    existing: iface
+                        .macs
+                        .iter()
+                        .find(|(_, m)| m.eq_ignore_ascii_case(&nic.mac.to_string()))
+                        .map(|(id, _)| *id),
+                }),
             },
         }
     }
@@ -538,6 +562,16 @@ async fn gather(
                     .pointer("/primary_mac_address/mac_address")
                     .and_then(Value::as_str)
                     .map(str::to_owned),
+                macs: i["mac_addresses"]
+                    .as_array()
+                    .map(|all| {
+                        all.iter()
+                            .filter_map(|m| {
+                                Some((m["id"].as_u64()?, m["mac_address"].as_str()?.to_owned()))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 peer: peer(i),
             })
         })
@@ -648,18 +682,31 @@ async fn make_netbox_match(
         ids.insert(name.clone(), created["id"].as_u64().unwrap_or_default());
         made.push(format!("created interface {name}"));
     }
-    for (name, mac) in &plan.macs {
-        let iface = ids[name];
-        let object = client
-            .post("dcim/mac-addresses/", &json!({"mac_address": mac, "assigned_object_type": "dcim.interface", "assigned_object_id": iface}))
-            .await?;
+    for MacPlan {
+        interface,
+        mac,
+        existing,
+    } in &plan.macs
+    {
+        let iface = ids[interface];
+        let object = match existing {
+            Some(id) => *id,
+            None => client
+                .post(
+                    "dcim/mac-addresses/",
+                    &json!({"mac_address": mac, "assigned_object_type": "dcim.interface", "assigned_object_id": iface}),
+                )
+                .await?["id"]
+                .as_u64()
+                .unwrap_or_default(),
+        };
         client
             .patch(
                 &format!("dcim/interfaces/{iface}/"),
-                &json!({"primary_mac_address": object["id"]}),
+                &json!({"primary_mac_address": object}),
             )
             .await?;
-        made.push(format!("MAC {mac} on {name}"));
+        made.push(format!("MAC {mac} on {interface}"));
     }
     for (local, port) in &plan.cables {
         client
@@ -708,6 +755,7 @@ mod tests {
                     name: "eth0".into(),
                     mgmt_only: false,
                     primary_mac: None,
+                    macs: vec![(5, "02:00:00:00:01:00".into())],
                     peer: None,
                 },
                 Iface {
@@ -715,6 +763,7 @@ mod tests {
                     name: "bmc".into(),
                     mgmt_only: true,
                     primary_mac: Some("AA:AA:AA:AA:AA:AA".into()),
+                    macs: vec![(6, "AA:AA:AA:AA:AA:AA".into())],
                     peer: None,
                 },
             ],
@@ -745,8 +794,17 @@ mod tests {
         assert_eq!(
             plan.macs,
             vec![
-                ("eth0".to_owned(), "02:00:00:00:01:00".to_owned()),
-                ("eth1".to_owned(), "02:00:00:00:01:01".to_owned())
+                // Left by a report applied halfway: made primary, not created again.
+                MacPlan {
+                    interface: "eth0".into(),
+                    mac: "02:00:00:00:01:00".into(),
+                    existing: Some(5)
+                },
+                MacPlan {
+                    interface: "eth1".into(),
+                    mac: "02:00:00:00:01:01".into(),
+                    existing: None
+                },
             ]
         );
         assert_eq!(plan.cables, vec![("eth0".to_owned(), 99)]);
