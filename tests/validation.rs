@@ -109,6 +109,29 @@ fn options() -> Options {
     }
 }
 
+/// eth0 and eth1 carry the reported MACs as primary and are cabled to swp1 and swp2.
+async fn assert_made_to_match(api: &Api, lab: &Lab) {
+    let interfaces = api
+        .results(&format!("dcim/interfaces/?device_id={}", lab.device))
+        .await;
+    for (name, mac, port) in [
+        ("eth0", "02:00:00:00:01:00", "swp1"),
+        ("eth1", "02:00:00:00:01:01", "swp2"),
+    ] {
+        let iface = interfaces.iter().find(|i| i["name"] == name).expect(name);
+        assert_eq!(
+            iface["primary_mac_address"]["mac_address"],
+            mac.to_uppercase(),
+            "{iface}"
+        );
+        assert_eq!(iface["link_peers"][0]["name"], port, "{iface}");
+        assert_eq!(
+            iface["link_peers"][0]["device"]["name"], lab.switch,
+            "{iface}"
+        );
+    }
+}
+
 /// Everything a failed validation must leave untouched.
 async fn snapshot(api: &Api, lab: &Lab) -> Value {
     json!({
@@ -135,22 +158,7 @@ async fn a_matching_report_makes_netbox_match_and_validates_once() {
         "passed"
     );
     assert!(device["custom_fields"]["lifecycle_error"].is_null());
-    let interfaces = api
-        .results(&format!("dcim/interfaces/?device_id={}", lab.device))
-        .await;
-    for (name, mac, peer) in [
-        ("eth0", "02:00:00:00:01:00", "swp1"),
-        ("eth1", "02:00:00:00:01:01", "swp2"),
-    ] {
-        let iface = interfaces.iter().find(|i| i["name"] == name).expect(name);
-        assert_eq!(
-            iface["primary_mac_address"]["mac_address"],
-            mac.to_uppercase(),
-            "{iface}"
-        );
-        assert_eq!(iface["link_peers"][0]["name"], peer, "{iface}");
-        assert_eq!(iface["link_peers"][0]["device"]["name"], lab.switch);
-    }
+    assert_made_to_match(&api, &lab).await;
     // racklift's own claim moves it on: validated → hardening.
     wait_lifecycle(&api, lab.device, "hardening").await;
     let journal = api.journal(lab.device).await;
@@ -493,25 +501,7 @@ async fn the_validation_script_reports_what_lldp_sees_and_netbox_is_made_to_matc
     let results = &device["custom_fields"]["validation_results"];
     assert_eq!(results["verdict"], "passed", "{results}");
     assert_eq!(results["memory_bytes"], 17179869184u64);
-    let interfaces = api
-        .results(&format!("dcim/interfaces/?device_id={}", lab.device))
-        .await;
-    for (name, mac, port) in [
-        ("eth0", "02:00:00:00:01:00", "swp1"),
-        ("eth1", "02:00:00:00:01:01", "swp2"),
-    ] {
-        let iface = interfaces.iter().find(|i| i["name"] == name).expect(name);
-        assert_eq!(
-            iface["primary_mac_address"]["mac_address"],
-            mac.to_uppercase(),
-            "{iface}"
-        );
-        assert_eq!(iface["link_peers"][0]["name"], port, "{iface}");
-        assert_eq!(
-            iface["link_peers"][0]["device"]["name"], lab.switch,
-            "{iface}"
-        );
-    }
+    assert_made_to_match(&api, &lab).await;
     let journal = api.journal(lab.device).await;
     assert!(journal.iter().any(|e| {
         e["kind"]["value"] == "success"
