@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config};
-use crate::dhcp::{self, LeaseEvent, LeaseEventKind, Mac, Spool, Subnet};
+use crate::dhcp::{self, Ignored, IgnoredLease, LeaseEvent, LeaseEventKind, Mac, Spool, Subnet};
 use crate::netbox::{self, NetBoxClient};
 
 #[derive(Debug, Parser)]
@@ -41,7 +41,8 @@ enum Command {
     DhcpLease(LeaseArgs),
     /// Push spooled lease events to NetBox (started by `dhcp-lease`; run it from a timer too).
     DhcpDrain,
-    /// Show the DHCP spool: counters, leases from unknown MACs, rejected events.
+    /// Show the DHCP spool: counters, leases from unknown MACs or unmanaged devices, rejected
+    /// events.
     DhcpSpool {
         #[command(subcommand)]
         command: Option<SpoolCommand>,
@@ -96,6 +97,8 @@ enum SpoolCommand {
     Status,
     /// Leases from MACs NetBox has on no BMC interface, newest first.
     Unknown,
+    /// Leases from BMCs of devices racklift does not manage (not enrolled, or out of scope).
+    Unmanaged,
     /// Events NetBox refused, with the reason.
     Rejected,
     /// Move rejected events back to pending (after fixing the cause in NetBox).
@@ -226,7 +229,7 @@ async fn drain(config: &Config) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let client = NetBoxClient::new(&config.netbox)?;
-    let report = dhcp::drain(&client, &spool, &config.dhcp).await?;
+    let report = dhcp::drain(&client, &spool, &config.dhcp, &config.scope).await?;
     if report.ran {
         let c = report.counters;
         tracing::info!(
@@ -234,6 +237,7 @@ async fn drain(config: &Config) -> anyhow::Result<ExitCode> {
             unchanged = c.unchanged,
             superseded = c.superseded,
             unknown = c.unknown,
+            unmanaged = c.unmanaged,
             rejected = c.rejected,
             conflicts = c.conflicts,
             left = report.left,
@@ -252,29 +256,22 @@ fn spool_report(config: &Config, command: Option<SpoolCommand>) -> anyhow::Resul
             let c = spool.counters()?;
             println!("spool        {}", spool.root().display());
             println!("pending      {}", spool.pending()?.len());
-            println!("unknown MACs {}", spool.unknown()?.len());
+            println!("unknown MACs {}", spool.ignored(Ignored::Unknown)?.len());
+            println!("not managed  {}", spool.ignored(Ignored::Unmanaged)?.len());
             println!("rejected     {}", spool.rejected()?.len());
             println!(
-                "counters     applied {} unchanged {} superseded {} unknown {} rejected {} conflicts {}",
-                c.applied, c.unchanged, c.superseded, c.unknown, c.rejected, c.conflicts
+                "counters     applied {} unchanged {} superseded {} unknown {} not managed {} rejected {} conflicts {}",
+                c.applied,
+                c.unchanged,
+                c.superseded,
+                c.unknown,
+                c.unmanaged,
+                c.rejected,
+                c.conflicts
             );
         }
-        SpoolCommand::Unknown => {
-            println!(
-                "{:<17}  {:<15}  {:<20}  {:>5}  REASON",
-                "MAC", "IP", "LAST SEEN", "COUNT"
-            );
-            for u in spool.unknown()? {
-                println!(
-                    "{:<17}  {:<15}  {:<20}  {:>5}  {}",
-                    u.event.mac,
-                    u.event.ip,
-                    u.event.received_at.format("%Y-%m-%d %H:%M:%SZ"),
-                    u.count,
-                    u.reason
-                );
-            }
-        }
+        SpoolCommand::Unknown => print_ignored(&spool.ignored(Ignored::Unknown)?),
+        SpoolCommand::Unmanaged => print_ignored(&spool.ignored(Ignored::Unmanaged)?),
         SpoolCommand::Rejected => {
             for r in spool.rejected()? {
                 println!(
@@ -292,6 +289,23 @@ fn spool_report(config: &Config, command: Option<SpoolCommand>) -> anyhow::Resul
     Ok(())
 }
 
+fn print_ignored(leases: &[IgnoredLease]) {
+    println!(
+        "{:<17}  {:<15}  {:<20}  {:>5}  REASON",
+        "MAC", "IP", "LAST SEEN", "COUNT"
+    );
+    for u in leases {
+        println!(
+            "{:<17}  {:<15}  {:<20}  {:>5}  {}",
+            u.event.mac,
+            u.event.ip,
+            u.event.received_at.format("%Y-%m-%d %H:%M:%SZ"),
+            u.count,
+            u.reason
+        );
+    }
+}
+
 async fn apply(config: &Config, check: bool, from: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let definitions = match &from {
         Some(dir) => netbox::apply::Definitions::from_dir(dir)?,
@@ -302,11 +316,14 @@ async fn apply(config: &Config, check: bool, from: Option<PathBuf>) -> anyhow::R
         instance: &config.scope.instance,
         webhook_url: config.webhook.url.as_ref(),
         webhook_secret: config.webhook_secret()?,
-        sites: &config.scope.sites,
+        scope: &config.scope,
     };
     let report = netbox::apply::apply(&client, &definitions, &vars, check).await?;
     for change in &report.changes {
         println!("{}{change}", if check { "would " } else { "" });
+    }
+    for note in &report.notes {
+        println!("note: {note}");
     }
     let verb = if check { "differ" } else { "changed" };
     println!(

@@ -226,6 +226,12 @@ pub struct Scope {
     /// Site slugs; empty means every site.
     #[serde(default)]
     pub sites: Vec<String>,
+    /// Device role slugs; empty means every role.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Tag slugs: a device must carry at least one of them; empty means no tag is needed.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 impl Default for Scope {
@@ -233,7 +239,22 @@ impl Default for Scope {
         Self {
             instance: default_instance(),
             sites: Vec::new(),
+            roles: Vec::new(),
+            tags: Vec::new(),
         }
+    }
+}
+
+impl Scope {
+    /// Whether a device of this site, role and tags (slugs) is this racklift's to manage.
+    /// Every filter that is set must match: one of the sites, one of the roles, one of the tags.
+    pub fn covers(&self, site: Option<&str>, role: Option<&str>, tags: &[String]) -> bool {
+        let one_of = |wanted: &[String], have: Option<&str>| {
+            wanted.is_empty() || have.is_some_and(|h| wanted.iter().any(|w| w == h))
+        };
+        one_of(&self.sites, site)
+            && one_of(&self.roles, role)
+            && (self.tags.is_empty() || tags.iter().any(|t| self.tags.contains(t)))
     }
 }
 

@@ -16,7 +16,7 @@ pub use queue::{QueueFull, QueueStats, WorkQueue};
 
 use crate::config::{BmcConfig, ReconcilerConfig, Scope};
 use crate::lifecycle::{self, Decision, JournalKind, Lifecycle, Policy, Stage, Stamp, Transition};
-use crate::netbox::{Device, DeviceId, DeviceStore, DeviceUpdate, NetBoxError};
+use crate::netbox::{Device, DeviceId, DeviceStore, DeviceUpdate, NetBoxError, Unmanaged};
 use crate::stages::provisioning::{self, StageError};
 
 /// 412s in a row answered by an immediate re-read; more are retried with backoff.
@@ -27,8 +27,8 @@ const IMMEDIATE_REREADS: u32 = 3;
 pub enum Outcome {
     /// NetBox has no such device (deleted, or a webhook for an id it never had).
     Gone,
-    /// The lifecycle field is empty, the device is outside this racklift's sites, or its
-    /// state is one racklift does not know.
+    /// Not racklift's: the lifecycle is empty (not enrolled) or unknown, or the device is
+    /// outside this racklift's scope. Nothing is written.
     Unmanaged,
     /// Nothing to do in this state.
     Idle(Lifecycle),
@@ -90,7 +90,7 @@ pub struct Controller<S> {
     policy: Policy,
     config: ReconcilerConfig,
     bmc: BmcConfig,
-    sites: Vec<String>,
+    scope: Scope,
     failing: Mutex<HashMap<DeviceId, Failing>>,
 }
 
@@ -103,7 +103,7 @@ impl<S: DeviceStore> Controller<S> {
             policy: Policy {
                 validating_deadline: config.validating_deadline,
             },
-            sites: scope.sites.clone(),
+            scope: scope.clone(),
             config,
             failing: Mutex::new(HashMap::new()),
         }
@@ -152,7 +152,7 @@ impl<S: DeviceStore> Controller<S> {
     /// crash, are picked up here.
     pub async fn resync(&self) -> Result<usize, NetBoxError> {
         let states: Vec<Lifecycle> = lifecycle::acted_on().collect();
-        let ids = self.store.devices_in(&states, &self.sites).await?;
+        let ids = self.store.devices_in(&states, &self.scope).await?;
         let now = Instant::now();
         let mut queued = 0;
         for id in ids {
@@ -255,14 +255,12 @@ impl<S: DeviceStore> Controller<S> {
         else {
             return Ok(Outcome::Gone);
         };
-        if !self.in_scope(&device) {
-            return Ok(Outcome::Unmanaged);
-        }
-        let state = match &device.lifecycle {
-            None => return Ok(Outcome::Unmanaged),
-            Some(Ok(state)) => *state,
-            Some(Err(unknown)) => {
-                tracing::warn!(device = %id, name = %device.name, "{unknown}");
+        let state = match device.managed(&self.scope) {
+            Ok(state) => state,
+            Err(why) => {
+                if matches!(why, Unmanaged::UnknownState(_)) {
+                    tracing::warn!(device = %id, name = %device.name, "{why}");
+                }
                 return Ok(Outcome::Unmanaged);
             }
         };
@@ -354,14 +352,6 @@ impl<S: DeviceStore> Controller<S> {
             .build()
             .nth(attempt as usize)
             .unwrap_or(self.config.backoff_max)
-    }
-
-    fn in_scope(&self, device: &Device) -> bool {
-        self.sites.is_empty()
-            || device
-                .site
-                .as_ref()
-                .is_some_and(|site| self.sites.contains(site))
     }
 
     /// Journal first, then the conditional write: a crash in between repeats the journal entry

@@ -77,11 +77,7 @@ impl DeviceStore for FakeStore {
         Ok(())
     }
 
-    async fn devices_in(
-        &self,
-        _: &[Lifecycle],
-        _: &[String],
-    ) -> Result<Vec<DeviceId>, NetBoxError> {
+    async fn devices_in(&self, _: &[Lifecycle], _: &Scope) -> Result<Vec<DeviceId>, NetBoxError> {
         Ok(self.devices.lock().expect("lock").keys().copied().collect())
     }
 }
@@ -91,12 +87,9 @@ fn device(id: u64, state: Option<&str>, site: &str) -> Device {
         id: DeviceId(id),
         name: format!("srv{id}"),
         site: Some(site.to_owned()),
-        site_id: None,
-        oob_ip: None,
-        oob_address: None,
         lifecycle: state.map(str::parse),
-        stamp: None,
         etag: "W/\"1\"".into(),
+        ..Device::default()
     }
 }
 
@@ -104,6 +97,7 @@ fn controller(store: FakeStore, sites: &[&str]) -> Controller<FakeStore> {
     let scope = Scope {
         instance: "t".into(),
         sites: sites.iter().map(|s| (*s).to_owned()).collect(),
+        ..Scope::default()
     };
     let config = ReconcilerConfig {
         stage_retries: 2,

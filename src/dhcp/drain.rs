@@ -9,8 +9,8 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::time::Instant;
 
-use super::spool::{Counters, Pending, Spool, SpoolError};
-use crate::config::DhcpConfig;
+use super::spool::{Counters, Ignored, Pending, Spool, SpoolError};
+use crate::config::{DhcpConfig, Scope};
 use crate::netbox::{NetBoxClient, NetBoxError};
 use crate::stages::discovery::{self, DiscoveryError, LeaseOutcome};
 
@@ -72,7 +72,9 @@ fn classify(error: &NetBoxError) -> Failure {
         NetBoxError::Unreachable { .. }
         | NetBoxError::Server { .. }
         | NetBoxError::Changed { .. } => Failure::Retry,
-        NetBoxError::Rejected { .. } | NetBoxError::Unexpected { .. } => Failure::Reject,
+        NetBoxError::Rejected { .. }
+        | NetBoxError::EmptyFilter { .. }
+        | NetBoxError::Unexpected { .. } => Failure::Reject,
         NetBoxError::TokenRefused { .. } => Failure::Stop,
     }
 }
@@ -83,6 +85,7 @@ pub async fn drain(
     client: &NetBoxClient,
     spool: &Spool,
     config: &DhcpConfig,
+    scope: &Scope,
 ) -> Result<DrainReport, DrainError> {
     let mut report = DrainReport::default();
     let deadline = Instant::now() + config.drain_timeout;
@@ -96,6 +99,7 @@ pub async fn drain(
             client,
             spool,
             config,
+            scope,
             deadline,
             &mut counters,
             &mut report.left,
@@ -117,6 +121,7 @@ async fn drain_locked(
     client: &NetBoxClient,
     spool: &Spool,
     config: &DhcpConfig,
+    scope: &Scope,
     deadline: Instant,
     counters: &mut Counters,
     left: &mut usize,
@@ -129,7 +134,7 @@ async fn drain_locked(
             return Ok(());
         };
         let event = &oldest.event;
-        match discovery::apply_lease(client, event).await {
+        match discovery::apply_lease(client, scope, event).await {
             Ok(outcome) => {
                 backoff = new_backoff(config);
                 match &outcome {
@@ -148,7 +153,13 @@ async fn drain_locked(
                     LeaseOutcome::Unknown(reason) => {
                         tracing::warn!(mac = %event.mac, ip = %event.ip, "lease from an unknown MAC, kept in the spool's unknown/: {reason}");
                         counters.unknown += 1;
-                        spool.record_unknown(oldest, reason)?;
+                        spool.record_ignored(Ignored::Unknown, oldest, reason)?;
+                        continue;
+                    }
+                    LeaseOutcome::NotManaged(reason) => {
+                        tracing::info!(mac = %event.mac, ip = %event.ip, "lease left alone, kept in the spool's unmanaged/: {reason}");
+                        counters.unmanaged += 1;
+                        spool.record_ignored(Ignored::Unmanaged, oldest, reason)?;
                         continue;
                     }
                     LeaseOutcome::Refused(text) => {
@@ -158,7 +169,7 @@ async fn drain_locked(
                         continue;
                     }
                 }
-                spool.forget_unknown(&event.mac)?;
+                spool.forget_ignored(&event.mac)?;
                 spool.remove(oldest)?;
             }
             Err(error) => match classify(&error.source) {

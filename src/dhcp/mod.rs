@@ -6,7 +6,7 @@ mod drain;
 mod spool;
 
 pub use drain::{DrainError, DrainReport, drain};
-pub use spool::{Counters, Rejected, Spool, SpoolError, Unknown};
+pub use spool::{Counters, Ignored, IgnoredLease, Rejected, Spool, SpoolError};
 
 use std::fmt;
 use std::net::Ipv4Addr;

@@ -6,6 +6,7 @@
 //! <spool>/pending/<nanos>-<pid>-<rand>.json   waiting for NetBox, oldest first by name
 //! <spool>/rejected/<same name>.json           NetBox refused it for good: {event, reason, at}
 //! <spool>/unknown/<MAC>.json                  leases from MACs NetBox has on no BMC interface
+//! <spool>/unmanaged/<MAC>.json                leases from BMCs of devices racklift does not manage
 //! <spool>/counters.json                       what the drains did, summed
 //! <spool>/drain.lock                          held by the one drain at work
 //! ```
@@ -59,6 +60,9 @@ pub struct Counters {
     pub superseded: u64,
     /// Events from MACs on no BMC interface in NetBox.
     pub unknown: u64,
+    /// Events from BMCs of devices racklift does not manage (not enrolled, or out of scope).
+    #[serde(default)]
+    pub unmanaged: u64,
     /// Events NetBox refused for good.
     pub rejected: u64,
     /// Addresses NetBox holds on another interface (journaled, nothing else written).
@@ -71,14 +75,36 @@ impl Counters {
         self.unchanged += other.unchanged;
         self.superseded += other.superseded;
         self.unknown += other.unknown;
+        self.unmanaged += other.unmanaged;
         self.rejected += other.rejected;
         self.conflicts += other.conflicts;
     }
 }
 
-/// A lease from a MAC NetBox does not know as a BMC interface.
+/// Why a lease wrote nothing to NetBox, kept per MAC (the latest event and a count) so the
+/// operator can see it with `racklift dhcp-spool unknown|unmanaged`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignored {
+    /// NetBox has the MAC on no BMC interface.
+    Unknown,
+    /// The MAC is a BMC's, but racklift does not manage its device.
+    Unmanaged,
+}
+
+impl Ignored {
+    const ALL: [Self; 2] = [Self::Unknown, Self::Unmanaged];
+
+    fn dir_name(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Unmanaged => "unmanaged",
+        }
+    }
+}
+
+/// A lease that wrote nothing, per MAC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Unknown {
+pub struct IgnoredLease {
     pub event: LeaseEvent,
     pub reason: String,
     pub count: u64,
@@ -111,11 +137,11 @@ impl Spool {
         let spool = Self {
             root: root.to_owned(),
         };
-        for dir in [
-            spool.pending_dir(),
-            spool.rejected_dir(),
-            spool.unknown_dir(),
-        ] {
+        let ignored = Ignored::ALL.map(|kind| spool.ignored_dir(kind));
+        for dir in [spool.pending_dir(), spool.rejected_dir()]
+            .into_iter()
+            .chain(ignored)
+        {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -134,8 +160,8 @@ impl Spool {
     fn rejected_dir(&self) -> PathBuf {
         self.root.join("rejected")
     }
-    fn unknown_dir(&self) -> PathBuf {
-        self.root.join("unknown")
+    fn ignored_dir(&self, kind: Ignored) -> PathBuf {
+        self.root.join(kind.dir_name())
     }
     pub fn lock_path(&self) -> PathBuf {
         self.root.join("drain.lock")
@@ -192,12 +218,7 @@ impl Spool {
     }
 
     pub fn remove(&self, pending: &Pending) -> Result<(), SpoolError> {
-        match fs::remove_file(&pending.path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(io("remove", &pending.path)(e))
-            }
-            _ => Ok(()),
-        }
+        remove_if_there(&pending.path)
     }
 
     pub fn reject(&self, pending: &Pending, reason: &str) -> Result<(), SpoolError> {
@@ -215,36 +236,45 @@ impl Spool {
         self.remove(pending)
     }
 
-    /// Records a lease from a MAC NetBox does not know (latest event and a count per MAC).
-    pub fn record_unknown(&self, pending: &Pending, reason: &str) -> Result<(), SpoolError> {
-        let path = self.unknown_path(&pending.event.mac);
-        let previous = read_json::<Unknown>(&path).ok().flatten();
-        let unknown = Unknown {
+    /// Records a lease that wrote nothing (latest event and a count per MAC) and takes it out
+    /// of pending. A MAC is listed under one kind at a time: the latest lease says which.
+    pub fn record_ignored(
+        &self,
+        kind: Ignored,
+        pending: &Pending,
+        reason: &str,
+    ) -> Result<(), SpoolError> {
+        let path = self.ignored_path(kind, &pending.event.mac);
+        let previous = read_json::<IgnoredLease>(&path).ok().flatten();
+        let record = IgnoredLease {
             event: pending.event.clone(),
             reason: reason.to_owned(),
             count: previous.as_ref().map_or(0, |u| u.count) + 1,
             first_seen: previous.map_or(pending.event.received_at, |u| u.first_seen),
         };
-        write_atomically(&path, &unknown)?;
+        write_atomically(&path, &record)?;
+        for other in Ignored::ALL.into_iter().filter(|k| *k != kind) {
+            remove_if_there(&self.ignored_path(other, &pending.event.mac))?;
+        }
         self.remove(pending)
     }
 
-    /// A MAC NetBox now knows is no longer unknown.
-    pub fn forget_unknown(&self, mac: &Mac) -> Result<(), SpoolError> {
-        let path = self.unknown_path(mac);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &path)(e)),
-            _ => Ok(()),
+    /// A MAC whose lease NetBox took is no longer unknown or unmanaged.
+    pub fn forget_ignored(&self, mac: &Mac) -> Result<(), SpoolError> {
+        for kind in Ignored::ALL {
+            remove_if_there(&self.ignored_path(kind, mac))?;
         }
+        Ok(())
     }
 
-    fn unknown_path(&self, mac: &Mac) -> PathBuf {
-        self.unknown_dir()
+    fn ignored_path(&self, kind: Ignored, mac: &Mac) -> PathBuf {
+        self.ignored_dir(kind)
             .join(format!("{}.json", mac.to_string().replace(':', "-")))
     }
 
-    pub fn unknown(&self) -> Result<Vec<Unknown>, SpoolError> {
-        let mut all: Vec<Unknown> = self.read_all(&self.unknown_dir())?;
+    /// The leases of one kind, newest first.
+    pub fn ignored(&self, kind: Ignored) -> Result<Vec<IgnoredLease>, SpoolError> {
+        let mut all: Vec<IgnoredLease> = self.read_all(&self.ignored_dir(kind))?;
         all.sort_by_key(|u| std::cmp::Reverse(u.event.received_at));
         Ok(all)
     }
@@ -313,6 +343,13 @@ impl Spool {
             Err(fs::TryLockError::WouldBlock) => Ok(None),
             Err(fs::TryLockError::Error(e)) => Err(io("lock", &path)(e)),
         }
+    }
+}
+
+fn remove_if_there(path: &Path) -> Result<(), SpoolError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", path)(e)),
+        _ => Ok(()),
     }
 }
 
@@ -420,6 +457,35 @@ mod tests {
     }
 
     #[test]
+    fn a_mac_is_listed_under_the_kind_its_latest_lease_had() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path()).expect("open");
+        let mac = "02:00:00:00:00:07";
+        spool
+            .push(&event(mac, "2026-11-25T10:00:00Z"))
+            .expect("push");
+        let pending = spool.pending().expect("list").remove(0);
+        spool
+            .record_ignored(Ignored::Unknown, &pending, "no interface")
+            .expect("unknown");
+        spool
+            .push(&event(mac, "2026-11-25T10:01:00Z"))
+            .expect("push");
+        let pending = spool.pending().expect("list").remove(0);
+        spool
+            .record_ignored(Ignored::Unmanaged, &pending, "not managed: not enrolled")
+            .expect("unmanaged");
+        assert!(spool.ignored(Ignored::Unknown).expect("list").is_empty());
+        let unmanaged = spool.ignored(Ignored::Unmanaged).expect("list");
+        assert_eq!(unmanaged.len(), 1);
+        assert_eq!(unmanaged[0].reason, "not managed: not enrolled");
+        spool
+            .forget_ignored(&mac.parse().expect("mac"))
+            .expect("forget");
+        assert!(spool.ignored(Ignored::Unmanaged).expect("list").is_empty());
+    }
+
+    #[test]
     fn unknown_macs_are_counted_per_mac_and_rejects_keep_their_reason() {
         let dir = tempfile::tempdir().expect("tempdir");
         let spool = Spool::open(dir.path()).expect("open");
@@ -427,10 +493,10 @@ mod tests {
             spool.push(&event("02:00:00:00:00:09", at)).expect("push");
             let pending = spool.pending().expect("list").remove(0);
             spool
-                .record_unknown(&pending, "no interface has this MAC")
+                .record_ignored(Ignored::Unknown, &pending, "no interface has this MAC")
                 .expect("unknown");
         }
-        let unknown = spool.unknown().expect("unknown");
+        let unknown = spool.ignored(Ignored::Unknown).expect("unknown");
         assert_eq!(unknown.len(), 1);
         assert_eq!(unknown[0].count, 2);
         assert_eq!(

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{NetBoxClient, NetBoxError};
-use crate::config::Secret;
+use crate::config::{Scope, Secret};
 
 const BUILTIN_CUSTOM_FIELDS: &str = include_str!("../../netbox/custom_fields.yaml");
 const BUILTIN_WEBHOOKS: &[(&str, &str)] = &[(
@@ -133,7 +133,7 @@ pub struct Vars<'a> {
     pub instance: &'a str,
     pub webhook_url: Option<&'a url::Url>,
     pub webhook_secret: &'a Secret,
-    pub sites: &'a [String],
+    pub scope: &'a Scope,
 }
 
 impl Vars<'_> {
@@ -232,7 +232,15 @@ impl fmt::Display for Change {
 pub struct Report {
     pub changes: Vec<Change>,
     pub unchanged: usize,
+    /// What the operator should know about a change (printed after the changes).
+    pub notes: Vec<String>,
 }
+
+/// The note for an installation whose `lifecycle` field had a default (racklift before the
+/// default was dropped): NetBox gave it to every device, so every device was enrolled.
+const OLD_DEFAULT_NOTE: &str = "the lifecycle field no longer has a default: devices created from now on are left alone until someone enrols them. \
+Removing the default changed no device: devices the old default enrolled still have their lifecycle. \
+In NetBox, filter devices by Lifecycle and clear it (bulk edit) on every device racklift must not manage.";
 
 struct Applier<'a> {
     client: &'a NetBoxClient,
@@ -267,6 +275,15 @@ pub async fn apply(
         }
         applier.ensure(Kind::CustomField, field).await?;
     }
+    let dropped_default = applier.report.changes.iter().any(|change| {
+        matches!(change, Change::Update { kind, name, fields }
+            if kind == &Kind::CustomField.to_string() && name == "lifecycle"
+                && fields.iter().any(|f| f.field == "default"
+                    && f.values.as_ref().is_some_and(|(_, want)| want.is_null())))
+    });
+    if dropped_default {
+        applier.report.notes.push(OLD_DEFAULT_NOTE.to_owned());
+    }
     for file in &definitions.webhooks {
         let mut webhook = Value::Object(file.webhook.clone());
         vars.fill(&mut webhook)?;
@@ -293,7 +310,7 @@ pub async fn apply(
             "action_object_id".into(),
             webhook_id.map_or(Value::Null, Value::from),
         );
-        scope_to_sites(&mut rule, vars.sites)?;
+        scope_rule(&mut rule, vars.scope)?;
         applier.ensure(Kind::EventRule, rule).await?;
     }
     Ok(applier.report)
@@ -306,23 +323,45 @@ fn name_of(kind: Kind, object: &Map<String, Value>) -> Result<&str, ApplyError> 
         .ok_or_else(|| ApplyError::Definition(format!("a {kind} has no name")))
 }
 
-/// Adds "and the device is in one of these sites" to the rule's conditions.
-fn scope_to_sites(rule: &mut Map<String, Value>, sites: &[String]) -> Result<(), ApplyError> {
-    if sites.is_empty() {
+/// Adds "and the device is in this racklift's scope" to the rule's conditions: one of the
+/// sites, one of the roles, one of the tags (each only when set). racklift checks the scope on
+/// every device it reads as well; this only spares NetBox webhooks racklift would drop.
+fn scope_rule(rule: &mut Map<String, Value>, scope: &Scope) -> Result<(), ApplyError> {
+    let any_of = |values: &[String], condition: &dyn Fn(&String) -> Value| match values {
+        [] => None,
+        [one] => Some(condition(one)),
+        many => Some(json!({ "or": many.iter().map(condition).collect::<Vec<_>>() })),
+    };
+    let added: Vec<Value> = [
+        any_of(
+            &scope.sites,
+            &|slug| json!({ "attr": "site.slug", "value": slug }),
+        ),
+        any_of(
+            &scope.roles,
+            &|slug| json!({ "attr": "role.slug", "value": slug }),
+        ),
+        // `tags` is a list in the webhook's data: NetBox reads `tags.slug` as the list of
+        // slugs, and `contains` asks whether the slug is among them.
+        any_of(
+            &scope.tags,
+            &|slug| json!({ "attr": "tags.slug", "op": "contains", "value": slug }),
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if added.is_empty() {
         return Ok(());
     }
-    let site_condition = |slug: &String| json!({ "attr": "site.slug", "value": slug });
-    let condition = match sites {
-        [one] => site_condition(one),
-        many => json!({ "or": many.iter().map(site_condition).collect::<Vec<_>>() }),
-    };
     match rule.get_mut("conditions").and_then(|c| c.get_mut("and")) {
         Some(Value::Array(all)) => {
-            all.push(condition);
+            all.extend(added);
             Ok(())
         }
         _ => Err(ApplyError::Definition(
-            "an event rule scoped to sites needs its conditions as {and: [...]}".into(),
+            "an event rule scoped to sites, roles or tags needs its conditions as {and: [...]}"
+                .into(),
         )),
     }
 }
@@ -489,7 +528,7 @@ mod tests {
             instance: "dc1",
             webhook_url: Some(&url),
             webhook_secret: &secret,
-            sites: &[],
+            scope: &Scope::default(),
         };
         let defs = Definitions::builtin().expect("builtin definitions parse");
         let mut hook = Value::Object(defs.webhooks[0].webhook.clone());
@@ -506,25 +545,41 @@ mod tests {
             instance: "x",
             webhook_url: None,
             webhook_secret: &secret,
-            sites: &[],
+            scope: &Scope::default(),
         };
         let mut v = json!({"payload_url": "{webhook_url}"});
         assert!(matches!(vars.fill(&mut v), Err(ApplyError::NoWebhookUrl)));
     }
 
     #[test]
-    fn site_scope_adds_a_condition() {
-        let mut rule: Map<String, Value> = serde_json::from_value(json!({
-            "name": "r", "conditions": {"and": [{"attr": "custom_fields.lifecycle", "op": "changed"}]}
-        }))
-        .expect("map");
-        scope_to_sites(&mut rule, &["dc1".to_owned()]).expect("scoped");
+    fn the_scope_adds_a_condition_per_filter() {
+        let rule = || -> Map<String, Value> {
+            serde_json::from_value(json!({
+                "name": "r", "conditions": {"and": [{"attr": "custom_fields.lifecycle", "op": "changed"}]}
+            }))
+            .expect("map")
+        };
+        let mut unscoped = rule();
+        scope_rule(&mut unscoped, &Scope::default()).expect("scoped");
+        assert_eq!(unscoped, rule());
+        let mut scoped = rule();
+        let scope = Scope {
+            sites: vec!["dc1".into()],
+            roles: vec!["server".into(), "gpu".into()],
+            tags: vec!["racklift".into()],
+            ..Scope::default()
+        };
+        scope_rule(&mut scoped, &scope).expect("scoped");
+        let all = &scoped["conditions"]["and"];
+        assert_eq!(all[1], json!({"attr": "site.slug", "value": "dc1"}));
         assert_eq!(
-            rule["conditions"]["and"][1],
-            json!({"attr": "site.slug", "value": "dc1"})
+            all[2]["or"][1],
+            json!({"attr": "role.slug", "value": "gpu"})
         );
-        scope_to_sites(&mut rule, &["a".to_owned(), "b".to_owned()]).expect("scoped");
-        assert_eq!(rule["conditions"]["and"][2]["or"][1]["value"], "b");
+        assert_eq!(
+            all[3],
+            json!({"attr": "tags.slug", "op": "contains", "value": "racklift"})
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::{Device, DeviceId, DeviceStore, DeviceUpdate, NetBoxError};
-use crate::config::{NetBoxConfig, Secret};
+use crate::config::{NetBoxConfig, Scope, Secret};
 use crate::lifecycle::{JournalKind, Lifecycle};
 
 /// NetBox's largest page by default (`MAX_PAGE_SIZE`).
@@ -97,6 +97,12 @@ impl NetBoxClient {
         if_match: Option<&str>,
     ) -> Result<(Value, Option<String>), NetBoxError> {
         let method_name = method_name(&method);
+        if let Some((key, _)) = query.iter().find(|(_, value)| value.trim().is_empty()) {
+            return Err(NetBoxError::EmptyFilter {
+                path: path.to_owned(),
+                key: (*key).to_owned(),
+            });
+        }
         let url = self
             .base
             .join("api/")
@@ -215,6 +221,31 @@ impl NetBoxClient {
         }
     }
 
+    /// Journals `text` on the device unless it is already the device's latest entry, so a
+    /// warning repeated by every DHCP renewal or every refused report is written once.
+    pub async fn journal_once(
+        &self,
+        device: DeviceId,
+        kind: JournalKind,
+        text: &str,
+    ) -> Result<(), NetBoxError> {
+        let latest = self
+            .get(
+                "extras/journal-entries/",
+                &[
+                    ("assigned_object_type", "dcim.device".into()),
+                    ("assigned_object_id", device.to_string()),
+                    ("ordering", "-created".into()),
+                    ("limit", "1".into()),
+                ],
+            )
+            .await?;
+        if latest["results"][0]["comments"].as_str() == Some(text) {
+            return Ok(());
+        }
+        self.journal(device, kind, text).await
+    }
+
     /// `GET /api/status/`: checks the URL and that the token is accepted (NetBox answers it
     /// only to an authenticated client).
     pub async fn status(&self) -> Result<Value, NetBoxError> {
@@ -304,7 +335,7 @@ impl DeviceStore for NetBoxClient {
     async fn devices_in(
         &self,
         states: &[Lifecycle],
-        sites: &[String],
+        scope: &Scope,
     ) -> Result<Vec<DeviceId>, NetBoxError> {
         if states.is_empty() {
             return Ok(Vec::new());
@@ -313,7 +344,13 @@ impl DeviceStore for NetBoxClient {
             .iter()
             .map(|state| ("cf_lifecycle", state.as_str().to_owned()))
             .collect();
-        query.extend(sites.iter().map(|site| ("site", site.clone())));
+        // Repeated `site` and `role` filters are OR'd by NetBox; repeated `tag` filters are
+        // AND'd, so several tags are left to the per-device scope check.
+        query.extend(scope.sites.iter().map(|site| ("site", site.clone())));
+        query.extend(scope.roles.iter().map(|role| ("role", role.clone())));
+        if let [tag] = scope.tags.as_slice() {
+            query.push(("tag", tag.clone()));
+        }
         query.push(("fields", "id".into()));
         let devices = self.list("dcim/devices/", &query).await?;
         Ok(devices

@@ -1,13 +1,15 @@
-//! A device as racklift reads it from NetBox, and the one write it makes to it.
+//! A device as racklift reads it from NetBox, whether it is racklift's to manage, and the one
+//! write racklift makes to it.
 
 use std::fmt;
 
 use serde_json::{Value, json};
 
+use crate::config::Scope;
 use crate::lifecycle::{Lifecycle, Stamp, UnknownState};
 
 /// A NetBox device id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceId(pub u64);
 
 impl fmt::Display for DeviceId {
@@ -16,26 +18,74 @@ impl fmt::Display for DeviceId {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Device {
     pub id: DeviceId,
     pub name: String,
     /// The site's slug.
     pub site: Option<String>,
     pub site_id: Option<u64>,
+    /// The role's slug.
+    pub role: Option<String>,
+    /// The slugs of the device's tags.
+    pub tags: Vec<String>,
     /// The id of the device's OOB IP address record.
     pub oob_ip: Option<u64>,
     /// The OOB IP's address, without its prefix length: where the BMC answers.
     pub oob_address: Option<String>,
-    /// `None`: the field is empty (the device predates racklift's fields) and racklift leaves
-    /// it alone. `Some(Err)`: a value racklift does not know.
+    /// `None`: the field is empty: nobody enrolled the device, and racklift leaves it alone.
+    /// `Some(Err)`: a value racklift does not know.
     pub lifecycle: Option<Result<Lifecycle, UnknownState>>,
     pub stamp: Option<Stamp>,
     /// The weak ETag of this read; every write is conditional on it.
     pub etag: String,
 }
 
+/// Why racklift leaves a device alone. Every path that writes to a device (the reconciler, the
+/// DHCP drain, the validation callback) asks [`Device::managed`] first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unmanaged {
+    /// The lifecycle is empty: nobody enrolled the device.
+    NotEnrolled,
+    /// The lifecycle holds a value racklift does not know.
+    UnknownState(String),
+    /// Enrolled, but outside this racklift's `scope` (sites, roles, tags).
+    OutOfScope,
+}
+
+impl fmt::Display for Unmanaged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotEnrolled => f.write_str(
+                "not managed: its lifecycle is empty (nobody enrolled it; set the lifecycle to racked to enrol it)",
+            ),
+            Self::UnknownState(value) => write!(
+                f,
+                "not managed: its lifecycle {value:?} is not a state racklift knows"
+            ),
+            Self::OutOfScope => f.write_str(
+                "not managed: it is outside this racklift's scope (scope.sites, scope.roles, scope.tags)",
+            ),
+        }
+    }
+}
+
 impl Device {
+    /// The device's state, if racklift manages it: enrolled (a lifecycle racklift knows) and in
+    /// `scope`.
+    pub fn managed(&self, scope: &Scope) -> Result<Lifecycle, Unmanaged> {
+        let state = match &self.lifecycle {
+            None => return Err(Unmanaged::NotEnrolled),
+            Some(Err(UnknownState(value))) => return Err(Unmanaged::UnknownState(value.clone())),
+            Some(Ok(state)) => *state,
+        };
+        if scope.covers(self.site.as_deref(), self.role.as_deref(), &self.tags) {
+            Ok(state)
+        } else {
+            Err(Unmanaged::OutOfScope)
+        }
+    }
+
     /// Builds the device from `GET /api/dcim/devices/{id}/` and its `ETag` header.
     pub fn from_api(body: &Value, etag: String) -> Option<Self> {
         let id = DeviceId(body.get("id")?.as_u64()?);
@@ -52,6 +102,21 @@ impl Device {
             .get("site")
             .and_then(|site| site.get("id"))
             .and_then(Value::as_u64);
+        let role = body
+            .get("role")
+            .and_then(|role| role.get("slug"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let tags = body
+            .get("tags")
+            .and_then(Value::as_array)
+            .map(|tags| {
+                tags.iter()
+                    .filter_map(|t| t.get("slug").and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
         let oob_ip = body
             .get("oob_ip")
             .and_then(|ip| ip.get("id"))
@@ -74,6 +139,8 @@ impl Device {
             name,
             site,
             site_id,
+            role,
+            tags,
             oob_ip,
             oob_address,
             lifecycle,
@@ -177,6 +244,45 @@ mod tests {
                 .lifecycle,
             Some(Err(_))
         ));
+    }
+
+    #[test]
+    fn only_an_enrolled_device_in_scope_is_managed() {
+        let body = json!({"id": 3, "site": {"slug": "dc1"}, "role": {"slug": "server"},
+                          "tags": [{"slug": "racklift"}], "custom_fields": {"lifecycle": "racked"}});
+        let device = Device::from_api(&body, String::new()).expect("device");
+        let scope = |sites: &[&str], roles: &[&str], tags: &[&str]| Scope {
+            sites: sites.iter().map(|s| (*s).to_owned()).collect(),
+            roles: roles.iter().map(|s| (*s).to_owned()).collect(),
+            tags: tags.iter().map(|s| (*s).to_owned()).collect(),
+            ..Scope::default()
+        };
+        assert_eq!(device.managed(&Scope::default()), Ok(Lifecycle::Racked));
+        assert_eq!(
+            device.managed(&scope(&["dc1"], &["server"], &["other", "racklift"])),
+            Ok(Lifecycle::Racked)
+        );
+        for out in [
+            scope(&["dc2"], &[], &[]),
+            scope(&[], &["switch"], &[]),
+            scope(&[], &[], &["other"]),
+        ] {
+            assert_eq!(device.managed(&out), Err(Unmanaged::OutOfScope), "{out:?}");
+        }
+        let blank = json!({"id": 4, "custom_fields": {"lifecycle": null}});
+        assert_eq!(
+            Device::from_api(&blank, String::new())
+                .expect("device")
+                .managed(&Scope::default()),
+            Err(Unmanaged::NotEnrolled)
+        );
+        let untagged = json!({"id": 5, "custom_fields": {"lifecycle": "racked"}});
+        assert_eq!(
+            Device::from_api(&untagged, String::new())
+                .expect("device")
+                .managed(&scope(&[], &[], &["racklift"])),
+            Err(Unmanaged::OutOfScope)
+        );
     }
 
     #[test]

@@ -9,12 +9,13 @@ mod device;
 mod pause;
 
 pub use client::{ClientSetupError, NetBoxClient};
-pub use device::{Device, DeviceId, DeviceUpdate};
+pub use device::{Device, DeviceId, DeviceUpdate, Unmanaged};
 #[cfg(feature = "test-hooks")]
 pub use pause::PausingStore;
 
 use std::future::Future;
 
+use crate::config::Scope;
 use crate::lifecycle::{JournalKind, Lifecycle};
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,12 @@ pub enum NetBoxError {
     },
     #[error("{path} changed since racklift read it (HTTP 412)")]
     Changed { path: String },
+    /// NetBox ignores a filter whose value is empty and answers every object: racklift never
+    /// sends one (a report with an empty serial must not match an arbitrary device).
+    #[error(
+        "racklift did not ask NetBox for {path} with an empty `{key}` filter: NetBox would ignore it and answer every object"
+    )]
+    EmptyFilter { path: String, key: String },
     #[error("NetBox's answer to {method} {path} is not what racklift expects: {detail}")]
     Unexpected {
         method: &'static str,
@@ -70,6 +77,7 @@ impl NetBoxError {
             Self::TokenRefused { .. }
             | Self::Rejected { .. }
             | Self::Changed { .. }
+            | Self::EmptyFilter { .. }
             | Self::Unexpected { .. } => false,
         }
     }
@@ -99,10 +107,11 @@ pub trait DeviceStore: Send + Sync + 'static {
         text: &str,
     ) -> impl Future<Output = Result<(), NetBoxError>> + Send;
 
-    /// Ids of the devices whose lifecycle is one of `states`, in the given sites (all if empty).
+    /// Ids of the devices whose lifecycle is one of `states`, narrowed by `scope` as far as
+    /// NetBox's filters can (the reconciler checks the whole scope on each device it reads).
     fn devices_in(
         &self,
         states: &[Lifecycle],
-        sites: &[String],
+        scope: &Scope,
     ) -> impl Future<Output = Result<Vec<DeviceId>, NetBoxError>> + Send;
 }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Device, DeviceId, DeviceStore, DeviceUpdate, NetBoxError};
+use crate::config::Scope;
 use crate::lifecycle::{JournalKind, Lifecycle};
 
 const MAX_PAUSE: Duration = Duration::from_secs(300);
@@ -72,8 +73,8 @@ impl<S: DeviceStore> DeviceStore for PausingStore<S> {
     async fn devices_in(
         &self,
         states: &[Lifecycle],
-        sites: &[String],
+        scope: &Scope,
     ) -> Result<Vec<DeviceId>, NetBoxError> {
-        self.inner.devices_in(states, sites).await
+        self.inner.devices_in(states, scope).await
     }
 }

@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use chrono::Utc;
 use serde_json::{Value, json};
 
+use crate::config::Scope;
 use crate::dhcp::{LeaseEvent, Subnet};
 use crate::lifecycle::{JournalKind, Lifecycle, Stamp};
 use crate::netbox::{Device, DeviceId, DeviceStore, DeviceUpdate, NetBoxClient, NetBoxError};
@@ -28,6 +29,9 @@ pub enum LeaseOutcome {
     Unchanged,
     /// No BMC interface has this MAC: nothing written.
     Unknown(String),
+    /// The MAC is a BMC's, but racklift does not manage its device (not enrolled, or out of
+    /// scope): nothing written, not even a journal entry.
+    NotManaged(String),
     /// Another interface holds the address: journaled on the device, nothing else written.
     Conflict(String),
     /// NetBox cannot record it as it stands (e.g. no prefix holds the address); journaled on
@@ -292,6 +296,7 @@ fn describe(event: &LeaseEvent, iface: &BmcInterface) -> String {
 /// Makes NetBox match one lease event.
 pub async fn apply_lease(
     client: &NetBoxClient,
+    scope: &Scope,
     event: &LeaseEvent,
 ) -> Result<LeaseOutcome, DiscoveryError> {
     let fail = |doing: &str| {
@@ -320,6 +325,14 @@ pub async fn apply_lease(
             iface.name
         )));
     };
+    // Before anything is written: a server racklift does not manage is never touched, however
+    // its BMC's DHCP leases come and go.
+    if let Err(why) = device.managed(scope) {
+        return Ok(LeaseOutcome::NotManaged(format!(
+            "device {} (BMC interface {}): {why}",
+            device.name, iface.name
+        )));
+    }
     let about = describe(event, &iface);
 
     if !event.kind.holds() {
@@ -393,7 +406,8 @@ pub async fn apply_lease(
                 "racklift: DHCP lease {} conflicts ({about}): NetBox holds the address on {holder}. Nothing was changed: free or move the address in NetBox, or fix the DHCP server's reservation.",
                 event.ip
             );
-            journal_once(client, device.id, &text)
+            client
+                .journal_once(device.id, JournalKind::Warning, &text)
                 .await
                 .map_err(fail("journaling the conflict"))?;
             return Ok(LeaseOutcome::Conflict(text));
@@ -505,7 +519,9 @@ async fn release(
             "racklift: {about}: NetBox records no address {} on {}; nothing to mark",
             event.ip, iface.name
         );
-        journal_once(client, device.id, &text).await?;
+        client
+            .journal_once(device.id, JournalKind::Warning, &text)
+            .await?;
         return Ok(LeaseOutcome::Applied(text));
     };
     if record.status != "dhcp" {
@@ -587,30 +603,6 @@ async fn ip_records(
         .iter()
         .filter_map(IpRecord::from_api)
         .collect())
-}
-
-/// Journals `text` unless it is already the device's latest entry, so a lease repeated every
-/// renewal does not fill the journal with the same warning.
-async fn journal_once(
-    client: &NetBoxClient,
-    device: DeviceId,
-    text: &str,
-) -> Result<(), NetBoxError> {
-    let latest = client
-        .get(
-            "extras/journal-entries/",
-            &[
-                ("assigned_object_type", "dcim.device".into()),
-                ("assigned_object_id", device.to_string()),
-                ("ordering", "-created".into()),
-                ("limit", "1".into()),
-            ],
-        )
-        .await?;
-    if latest["results"][0]["comments"].as_str() == Some(text) {
-        return Ok(());
-    }
-    client.journal(device, JournalKind::Warning, text).await
 }
 
 #[cfg(test)]
@@ -766,13 +758,9 @@ mod tests {
         Device {
             id: DeviceId(3),
             name: "srv".into(),
-            site: None,
-            site_id: None,
             oob_ip: oob,
-            oob_address: None,
             lifecycle: Some(lifecycle.parse()),
-            stamp: None,
-            etag: String::new(),
+            ..Device::default()
         }
     }
 

@@ -385,12 +385,8 @@ mod tests {
             id: crate::netbox::DeviceId(1),
             name: "srv-1".into(),
             site: Some("dc1".into()),
-            site_id: None,
-            oob_ip: None,
             oob_address: oob.map(str::to_owned),
-            lifecycle: None,
-            stamp: None,
-            etag: String::new(),
+            ..Device::default()
         }
     }
 
