@@ -417,6 +417,17 @@ impl Default for BmcConfig {
 }
 
 impl BmcConfig {
+    /// Warns, once at start, of every site and device whose BMCs' certificates are not checked.
+    pub fn warn_unverified(&self) {
+        for (kind, map) in [("site", &self.sites), ("device", &self.devices)] {
+            for (name, profile) in map {
+                if profile.tls_verify == Some(false) {
+                    tracing::warn!(%kind, %name, "TLS verification of this {kind}'s BMCs is OFF (bmc tls_verify: false)");
+                }
+            }
+        }
+    }
+
     /// The settings for a device: its own, else its site's, else the defaults.
     pub fn profile(&self, device: &str, site: Option<&str>) -> BmcProfile {
         let none = BmcProfile::default();
@@ -441,6 +452,53 @@ impl BmcConfig {
             poll_interval: raw.poll_interval.unwrap_or(defaults.poll_interval),
         })
     }
+}
+
+/// The longest duration racklift takes: beyond it a typo (`300d` for `300s`) is more likely
+/// than intent, and every deadline racklift computes stays far from overflowing.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Durations that must be above zero (a zero resync interval or poll interval would spin, a
+/// zero timeout fails every call) and none over [`MAX_DURATION`].
+fn check_durations(raw: &RawConfig) -> Result<(), ConfigError> {
+    let r = &raw.reconciler;
+    let d = &raw.dhcp;
+    let b = &raw.bmc;
+    let positive = [
+        ("netbox.timeout", Some(raw.netbox.timeout)),
+        ("reconciler.resync_interval", Some(r.resync_interval)),
+        (
+            "reconciler.validating_deadline",
+            Some(r.validating_deadline),
+        ),
+        ("reconciler.backoff_base", Some(r.backoff_base)),
+        ("reconciler.backoff_max", Some(r.backoff_max)),
+        ("dhcp.backoff_base", Some(d.backoff_base)),
+        ("dhcp.backoff_max", Some(d.backoff_max)),
+        ("bmc.timeout", b.timeout),
+        ("bmc.power_timeout", b.power_timeout),
+        ("bmc.poll_interval", b.poll_interval),
+    ];
+    let check = |key: &str, value: Duration, may_be_zero: bool| {
+        if value.is_zero() && !may_be_zero {
+            return Err(ConfigError::Invalid(format!("{key} must be more than 0s")));
+        }
+        if value > MAX_DURATION {
+            return Err(ConfigError::Invalid(format!(
+                "{key} is {}; racklift takes at most {}",
+                humantime::format_duration(value),
+                humantime::format_duration(MAX_DURATION)
+            )));
+        }
+        Ok(())
+    };
+    for (key, value) in positive {
+        if let Some(value) = value {
+            check(key, value, false)?;
+        }
+    }
+    // A drain that does not wait for NetBox at all is a choice.
+    check("dhcp.drain_timeout", d.drain_timeout, true)
 }
 
 fn default_spool_dir() -> PathBuf {
@@ -566,6 +624,12 @@ impl Config {
         if raw.reconciler.concurrency == 0 || raw.reconciler.queue_capacity == 0 {
             return Err(ConfigError::Invalid(
                 "reconciler.concurrency and reconciler.queue_capacity must be at least 1".into(),
+            ));
+        }
+        check_durations(&raw)?;
+        if raw.bmc.defaults.tls_verify == Some(false) {
+            return Err(ConfigError::Invalid(
+                "bmc.tls_verify: false would turn TLS verification off for every BMC: set it per site (bmc.sites.<slug>.tls_verify) or per device (bmc.devices.<name>.tls_verify), or give the BMCs' CA in bmc.ca_file".into(),
             ));
         }
         let token = raw.netbox.token.resolve(
@@ -724,6 +788,57 @@ mod tests {
         assert_eq!(config.bmc.profile("other", None).port, None);
         assert_eq!(config.bmc.power_timeout, Duration::from_secs(120));
         assert!(!format!("{config:?}").contains("site-password"));
+    }
+
+    fn minimal(extra: &str) -> Result<Config, ConfigError> {
+        let yaml = format!("netbox: {{url: 'https://nb.example', token: {{env: PATH}}}}\n{extra}");
+        Config::parse(&yaml, Path::new("x.yaml"))
+    }
+
+    #[test]
+    fn zero_or_absurd_durations_are_refused_with_the_key() {
+        for (extra, key) in [
+            (
+                "reconciler: {resync_interval: 0s}\n",
+                "reconciler.resync_interval",
+            ),
+            ("bmc: {poll_interval: 0s}\n", "bmc.poll_interval"),
+            (
+                "netbox: {url: 'https://nb.example', token: {env: PATH}, timeout: 0s}\n",
+                "netbox.timeout",
+            ),
+            (
+                "reconciler: {validating_deadline: 400d}\n",
+                "reconciler.validating_deadline",
+            ),
+        ] {
+            // The netbox line replaces the minimal one when a test sets it.
+            let result = if extra.starts_with("netbox") {
+                Config::parse(extra, Path::new("x.yaml"))
+            } else {
+                minimal(extra)
+            };
+            let err = result.expect_err(extra).to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+        assert!(
+            minimal("dhcp: {drain_timeout: 0s}\n").is_ok(),
+            "a drain may not wait"
+        );
+    }
+
+    #[test]
+    fn tls_verification_is_turned_off_only_per_site_or_device() {
+        let err = minimal("bmc: {tls_verify: false}\n")
+            .expect_err("global off")
+            .to_string();
+        assert!(err.contains("per site"), "{err}");
+        let config = minimal("bmc: {sites: {lab: {tls_verify: false}}}\n").expect("per site");
+        assert_eq!(
+            config.bmc.profile("srv", Some("lab")).tls_verify,
+            Some(false)
+        );
+        assert_eq!(config.bmc.profile("srv", Some("dc1")).tls_verify, None);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub enum ServeError {
 
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let client = NetBoxClient::new(&config.netbox)?;
+    config.bmc.warn_unverified();
     let validation = config
         .validation
         .token

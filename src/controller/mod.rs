@@ -121,7 +121,16 @@ impl<S: DeviceStore> Controller<S> {
             workers.spawn(async move {
                 loop {
                     let id = this.queue.next().await;
-                    this.reconcile_and_schedule(id).await;
+                    // On a task of its own: a panic in one reconcile (a bug racklift must
+                    // survive) neither kills this worker nor leaves the device marked running.
+                    let reconcile = tokio::spawn({
+                        let this = this.clone();
+                        async move { this.reconcile_and_schedule(id).await }
+                    });
+                    if let Err(e) = reconcile.await {
+                        tracing::error!(device = %id, error = %e, "the reconcile of this device panicked; it is retried with backoff");
+                        this.retry_after_panic(id);
+                    }
                     this.queue.done(id);
                 }
             });
@@ -197,31 +206,39 @@ impl<S: DeviceStore> Controller<S> {
     }
 
     fn requeue(&self, id: DeviceId, after: Duration) {
-        if let Err(full) = self.queue.enqueue(id, Instant::now() + after) {
+        // The longest wait racklift schedules is bounded by the configuration (a year at most);
+        // `checked_add` only guards the arithmetic.
+        let now = Instant::now();
+        let at = now.checked_add(after).unwrap_or(now);
+        if let Err(full) = self.queue.enqueue(id, at) {
             tracing::warn!(device = %id, error = %full, "could not requeue; the resync will pick the device up");
         }
+    }
+
+    /// Counts one more failure of the device; returns the count and the delay before the next
+    /// try.
+    fn failed_once_more(&self, id: DeviceId) -> (u32, Duration) {
+        let mut failing = self.lock_failing();
+        let entry = failing.entry(id).or_insert_with(|| Failing {
+            attempts: 0,
+            backoff: self.backoff(),
+        });
+        entry.attempts = entry.attempts.saturating_add(1);
+        (
+            entry.attempts,
+            entry.backoff.next().unwrap_or(self.config.backoff_max),
+        )
+    }
+
+    fn retry_after_panic(&self, id: DeviceId) {
+        let (_, delay) = self.failed_once_more(id);
+        self.requeue(id, delay);
     }
 
     fn error_policy(&self, error: &ReconcileError) {
         let id = error.device;
         let retry = error.retry();
-        let (attempts, delay) = {
-            let mut failing = self.lock_failing();
-            let entry = failing.entry(id).or_insert_with(|| Failing {
-                attempts: 0,
-                backoff: ExponentialBuilder::default()
-                    .with_min_delay(self.config.backoff_base)
-                    .with_max_delay(self.config.backoff_max)
-                    .with_jitter()
-                    .without_max_times()
-                    .build(),
-            });
-            entry.attempts += 1;
-            (
-                entry.attempts,
-                entry.backoff.next().unwrap_or(self.config.backoff_max),
-            )
-        };
+        let (attempts, delay) = self.failed_once_more(id);
         let err = crate::error_chain(error);
         match retry {
             // Someone is editing the device right now: read it again at once, but a device
@@ -320,12 +337,27 @@ impl<S: DeviceStore> Controller<S> {
             }
             Err(StageError::Bmc(e)) => {
                 let what = crate::error_chain(&e);
-                let attempts = stamp.attempt + 1;
+                // The stage may have recorded a step before the BMC failed it: count the
+                // attempt on the device as it is now, not on the copy read before the stage.
+                let Some(current) = self
+                    .store
+                    .device(device.id)
+                    .await
+                    .map_err(netbox(device.id, "reading the device again"))?
+                else {
+                    return Ok(Outcome::Gone);
+                };
+                let stamp = current
+                    .stamp
+                    .clone()
+                    .filter(|s| s.state == state)
+                    .unwrap_or(stamp);
+                let attempts = stamp.attempt.saturating_add(1);
                 if e.is_transient() && attempts < self.config.stage_retries {
                     let delay = self.stage_backoff(stamp.attempt);
                     tracing::warn!(device = %device.name, attempt = attempts, retry_in = ?delay, "{state}: {what}");
                     self.store
-                        .update_device(device, &DeviceUpdate::restamp(stamp.retried()))
+                        .update_device(&current, &DeviceUpdate::restamp(stamp.retried()))
                         .await
                         .map_err(netbox(device.id, "counting the stage's attempt"))?;
                     return Ok(Outcome::Waiting(state, delay));
@@ -337,21 +369,32 @@ impl<S: DeviceStore> Controller<S> {
                 };
                 let reason =
                     format!("{state}: {what}{tries}. Then set the lifecycle to {state} to retry.");
-                self.transition(device, Transition::failed(state, reason))
+                self.transition(&current, Transition::failed(state, reason))
                     .await
             }
         }
     }
 
+    /// The delay before retry `attempt` (0-based). Past a few dozen doublings every delay is
+    /// `backoff_max`: the count (from the stamp, which anyone can edit) never drives a loop.
     fn stage_backoff(&self, attempt: u32) -> Duration {
+        const DOUBLINGS: u32 = 32;
+        if attempt >= DOUBLINGS {
+            return self.config.backoff_max;
+        }
+        self.backoff()
+            .nth(attempt as usize)
+            .unwrap_or(self.config.backoff_max)
+    }
+
+    /// The one backoff the controller retries with: capped, exponential, jittered.
+    fn backoff(&self) -> ExponentialBackoff {
         ExponentialBuilder::default()
             .with_min_delay(self.config.backoff_base)
             .with_max_delay(self.config.backoff_max)
             .with_jitter()
             .without_max_times()
             .build()
-            .nth(attempt as usize)
-            .unwrap_or(self.config.backoff_max)
     }
 
     /// Journal first, then the conditional write: a crash in between repeats the journal entry
@@ -372,7 +415,7 @@ impl<S: DeviceStore> Controller<S> {
             Stamp::entered(transition.to, Utc::now()),
         );
         match self.store.update_device(device, &update).await {
-            Ok(()) => Ok(Outcome::Moved(transition)),
+            Ok(_) => Ok(Outcome::Moved(transition)),
             Err(source @ NetBoxError::Changed { .. }) => {
                 let note = format!(
                     "racklift: not applied ({} → {}): the device was edited while racklift decided; the edit wins and racklift decides again",

@@ -52,7 +52,7 @@ impl DeviceStore for FakeStore {
         &self,
         device: &Device,
         update: &DeviceUpdate,
-    ) -> Result<(), NetBoxError> {
+    ) -> Result<String, NetBoxError> {
         self.calls.lock().expect("lock").push(format!(
             "update {} {}",
             device.id,
@@ -61,7 +61,7 @@ impl DeviceStore for FakeStore {
         if let Some(e) = self.fail_update.lock().expect("lock").take() {
             return Err(e);
         }
-        Ok(())
+        Ok(format!("{}+", device.etag))
     }
 
     async fn journal(

@@ -18,6 +18,11 @@ pub struct Stamp {
     /// When `step` was reached; deadlines inside a stage count from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_since: Option<DateTime<Utc>>,
+    /// What the stage saw when it took `step`, in the stage's own format (provisioning: the
+    /// reset it asked for and the BMC's state before it), so that after a crash it decides from
+    /// what changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<serde_json::Value>,
 }
 
 impl Stamp {
@@ -28,23 +33,40 @@ impl Stamp {
             attempt: 0,
             step: None,
             step_since: None,
+            evidence: None,
         }
     }
 
-    /// This stamp with `step` reached at `now` (the stage's retries start over).
-    pub fn at_step(&self, step: &str, now: DateTime<Utc>) -> Self {
+    /// This stamp with `step` reached at `now`, with what the stage saw (the stage's retries
+    /// start over).
+    pub fn at_step(
+        &self,
+        step: &str,
+        evidence: Option<serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             step: Some(step.to_owned()),
             step_since: Some(now),
             attempt: 0,
+            evidence,
             ..self.clone()
         }
     }
 
-    /// This stamp with one more failed attempt.
+    /// This stamp with `step` renamed (the step's outcome became known), its time and
+    /// evidence kept.
+    pub fn step_now(&self, step: &str) -> Self {
+        Self {
+            step: Some(step.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// This stamp with one more failed attempt. A hand-edited count at `u32::MAX` stays there.
     pub fn retried(&self) -> Self {
         Self {
-            attempt: self.attempt + 1,
+            attempt: self.attempt.saturating_add(1),
             ..self.clone()
         }
     }

@@ -305,16 +305,22 @@ impl DeviceStore for NetBoxClient {
         &self,
         device: &Device,
         update: &DeviceUpdate,
-    ) -> Result<(), NetBoxError> {
-        self.call(
-            Method::PATCH,
-            &device_path(device.id),
-            &[],
-            Some(&update.to_json()),
-            Some(&device.etag),
-        )
-        .await
-        .map(drop)
+    ) -> Result<String, NetBoxError> {
+        let path = device_path(device.id);
+        let (_, etag) = self
+            .call(
+                Method::PATCH,
+                &path,
+                &[],
+                Some(&update.to_json()),
+                Some(&device.etag),
+            )
+            .await?;
+        etag.ok_or_else(|| NetBoxError::Unexpected {
+            method: "PATCH",
+            path,
+            detail: "no ETag header (racklift needs NetBox ≥ 4.7 for safe writes)".into(),
+        })
     }
 
     async fn journal(

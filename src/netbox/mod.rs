@@ -6,7 +6,7 @@ mod client;
 mod device;
 
 #[cfg(feature = "test-hooks")]
-mod pause;
+pub mod pause;
 
 pub use client::{ClientSetupError, NetBoxClient};
 pub use device::{Device, DeviceId, DeviceUpdate, Unmanaged};
@@ -93,12 +93,13 @@ pub trait DeviceStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Device>, NetBoxError>> + Send;
 
     /// Writes `update` only if the device is still at `etag` (`If-Match`); a device changed
-    /// meanwhile answers [`NetBoxError::Changed`].
+    /// meanwhile answers [`NetBoxError::Changed`]. Returns the device's new ETag, for a
+    /// further write made on the same decision.
     fn update_device(
         &self,
         device: &Device,
         update: &DeviceUpdate,
-    ) -> impl Future<Output = Result<(), NetBoxError>> + Send;
+    ) -> impl Future<Output = Result<String, NetBoxError>> + Send;
 
     fn journal(
         &self,

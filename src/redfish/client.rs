@@ -120,6 +120,12 @@ impl Session {
                     status: 404 | 405 | 501,
                     ..
                 }) => {}
+                // Every session slot is taken (by sessions a killed racklift could not delete,
+                // say, which the BMC keeps until its own timeout): Redfish services take basic
+                // auth too, so racklift is not locked out until then.
+                Err(RedfishError::Status { status: 503, .. }) => {
+                    tracing::warn!(bmc = %session.base, "the BMC refused a new session (503, its sessions are all taken); using basic auth");
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -150,20 +156,42 @@ impl Session {
                     .map(str::to_owned)
             })
         });
-        let token = token.ok_or_else(|| RedfishError::Unexpected {
-            url: self.base.to_string(),
-            path: path.to_owned(),
-            detail: "the session was created without an X-Auth-Token header".into(),
+        let token = token.ok_or_else(|| {
+            self.unexpected(
+                path,
+                "the session was created without an X-Auth-Token header",
+            )
         })?;
         Ok(Auth::Token { token, location })
     }
 
+    /// The URL of a link the BMC gave. Only links on the BMC's own origin are followed: an
+    /// absolute link to another host (a hostile or misconfigured BMC) would otherwise receive
+    /// racklift's credentials or a reset.
     fn url(&self, path: &str) -> Result<url::Url, RedfishError> {
-        self.base.join(path).map_err(|e| RedfishError::Unexpected {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| self.unexpected(path, &format!("not a usable link: {e}")))?;
+        if url.origin() != self.base.origin() {
+            return Err(self.unexpected(
+                path,
+                &format!(
+                    "the link leads to {}, not to this BMC; racklift follows a BMC's links only on the BMC itself",
+                    url.origin().ascii_serialization()
+                ),
+            ));
+        }
+        Ok(url)
+    }
+
+    /// An answer racklift cannot use, at `path` of this BMC.
+    pub fn unexpected(&self, path: &str, detail: &str) -> RedfishError {
+        RedfishError::Unexpected {
             url: self.base.to_string(),
             path: path.to_owned(),
-            detail: format!("not a usable link: {e}"),
-        })
+            detail: detail.to_owned(),
+        }
     }
 
     async fn request(
@@ -258,11 +286,8 @@ impl Session {
         let body = if text.trim().is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).map_err(|e| RedfishError::Unexpected {
-                url: self.base.to_string(),
-                path: path.to_owned(),
-                detail: format!("invalid JSON: {e}"),
-            })?
+            serde_json::from_str(&text)
+                .map_err(|e| self.unexpected(path, &format!("invalid JSON: {e}")))?
         };
         Ok(Resource { body, etag })
     }
@@ -313,5 +338,46 @@ fn method_name(method: &Method) -> &'static str {
         Method::PATCH => "PATCH",
         Method::DELETE => "DELETE",
         _ => "HTTP",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(base: &str) -> Session {
+        Session {
+            http: reqwest::Client::new(),
+            base: base.parse().expect("url"),
+            auth: Auth::Basic {
+                username: "admin".into(),
+                password: Secret::new("pw"),
+            },
+            vendor: Vendor::Generic,
+            root: Value::Null,
+        }
+    }
+
+    #[test]
+    fn links_are_followed_only_on_the_bmcs_own_origin() {
+        let s = session("https://10.0.0.5:443/");
+        assert_eq!(
+            s.url("/redfish/v1/Systems/1").expect("relative").as_str(),
+            "https://10.0.0.5/redfish/v1/Systems/1"
+        );
+        assert!(
+            s.url("https://10.0.0.5/redfish/v1/SessionService/Sessions/7")
+                .is_ok(),
+            "an absolute link to the BMC itself"
+        );
+        for foreign in [
+            "https://10.0.0.6/redfish/v1/Systems/1",
+            "//evil.example/redfish/v1/",
+            "http://10.0.0.5/redfish/v1/",
+            "https://10.0.0.5:8443/redfish/v1/",
+        ] {
+            let err = s.url(foreign).expect_err(foreign).to_string();
+            assert!(err.contains("not to this BMC"), "{foreign}: {err}");
+        }
     }
 }

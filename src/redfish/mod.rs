@@ -8,9 +8,11 @@
 //! all of Redfish costs minutes of compile time on a 2-core builder for code racklift never calls.
 
 mod client;
+mod system;
 mod vendor;
 
 pub use client::{BmcEndpoint, Session};
+pub use system::{BootMarks, BootOverride, Power, ResetAction, System};
 pub use vendor::{Quirks, Vendor};
 
 use serde_json::Value;

@@ -55,6 +55,12 @@ pub trait Quirks: Send + Sync {
     fn restart_types(&self) -> &'static [&'static str] {
         &["ForceRestart", "GracefulRestart", "PowerCycle"]
     }
+
+    /// The vendor's own word on where the server is in POST, if it has one: it changes when
+    /// the server resets, so it is one of the marks racklift compares before and after.
+    fn post_state(&self, _system: &Value) -> Option<String> {
+        None
+    }
 }
 
 struct Generic;
@@ -66,7 +72,7 @@ impl Quirks for Generic {
 
 /// iLO 5: weak ETags (`W/"…"`) live in the body's `@odata.etag` and are what iLO checks
 /// `If-Match` against; a graceful restart waits on the OS, which a server being provisioned
-/// may not have, so a forced restart comes first.
+/// may not have, so a forced restart comes first; `Oem.Hpe.PostState` shows a reset.
 struct Ilo5;
 impl Quirks for Ilo5 {
     fn name(&self) -> &'static str {
@@ -77,6 +83,14 @@ impl Quirks for Ilo5 {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .or_else(|| header.map(str::to_owned))
+    }
+    /// `Oem.Hpe.PostState`: `FinishedPost` on a running server, `InPost`/`Reset` right after a
+    /// reset, `PowerOff` when off.
+    fn post_state(&self, system: &Value) -> Option<String> {
+        system
+            .pointer("/Oem/Hpe/PostState")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
     }
 }
 

@@ -477,7 +477,7 @@ pub async fn apply_lease(
             break;
         };
         match client.update_device(&device, &update).await {
-            Ok(()) => break,
+            Ok(_) => break,
             // An edit meanwhile (an operator, racklift serve): decide again on the fresh device.
             Err(NetBoxError::Changed { .. }) if attempt < MAX_CHANGED_RETRIES => {
                 let Some(fresh) = client

@@ -517,7 +517,7 @@ async fn finish(
         }
         match client.update_device(&current, &update).await {
             Err(NetBoxError::Changed { .. }) if attempts < 3 => attempts += 1,
-            other => return other,
+            other => return other.map(drop),
         }
     }
 }
