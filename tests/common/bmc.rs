@@ -237,6 +237,33 @@ pub async fn device_with_bmc(api: &Api, site: &Site, name: &str, ip: &str, lifec
     device
 }
 
+/// The `bmc:` configuration for one device's BMC.
+pub fn bmc_config(dir: &Path, device: &str, port: u16, password: &str, ca: &Path) -> String {
+    let file = dir.join(format!("{device}.bmc-password"));
+    std::fs::write(&file, password).expect("password file");
+    format!(
+        "  poll_interval: 1s\n  power_timeout: 60s\n  timeout: 10s\n  devices:\n    {device}: {{username: admin, password: {{file: {}}}, port: {port}, ca_file: {}}}\n",
+        file.display(),
+        ca.display()
+    )
+}
+
+/// `bmc:` settings for several devices on bmcsim: (device name, port, password).
+pub fn sim_config(dir: &Path, ca: &Path, devices: &[(String, u16, String)]) -> String {
+    let mut yaml =
+        String::from("  poll_interval: 1s\n  power_timeout: 5s\n  timeout: 3s\n  devices:\n");
+    for (name, port, password) in devices {
+        let file = dir.join(format!("{name}.bmc-password"));
+        std::fs::write(&file, password).expect("password file");
+        yaml.push_str(&format!(
+            "    {name}: {{username: admin, password: {{file: {}}}, port: {port}, ca_file: {}}}\n",
+            file.display(),
+            ca.display()
+        ));
+    }
+    yaml
+}
+
 /// The bmcsim binary of this workspace, built once per test run.
 fn bmcsim_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();

@@ -304,9 +304,50 @@ async fn purge_stale_test_objects(api: &Api) {
         .await;
 }
 
+/// racklift's custom fields, as `racklift netbox apply` makes them, once per test binary:
+/// tests create devices with a lifecycle before their racklift applies its webhook. Only the
+/// fields: a webhook from here would have no racklift to call.
+fn ensure_custom_fields() {
+    static APPLIED: OnceLock<()> = OnceLock::new();
+    APPLIED.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let defs = dir.path().join("netbox");
+        std::fs::create_dir_all(defs.join("webhooks")).expect("defs dir");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("netbox/custom_fields.yaml"),
+            defs.join("custom_fields.yaml"),
+        )
+        .expect("custom_fields.yaml");
+        let token = dir.path().join("token");
+        std::fs::write(&token, &lab().token).expect("token");
+        let config = dir.path().join("fields.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "netbox: {{url: {}, token: {{file: {}}}}}\nwebhook: {{secret: {{file: {}}}}}\n",
+                lab().url,
+                token.display(),
+                token.display()
+            ),
+        )
+        .expect("config");
+        let out = racklift(
+            &config,
+            &["netbox", "apply", "--from", defs.to_str().expect("utf-8")],
+        );
+        assert!(
+            out.status.success(),
+            "racklift netbox apply (custom fields): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
 impl Site {
     pub async fn new(api: &Api, name: &str) -> Self {
         purge_stale_test_objects(api).await;
+        ensure_custom_fields();
         let manufacturer = api
             .get_or_create(
                 "dcim/manufacturers/",
@@ -456,7 +497,7 @@ impl Racklift {
         std::fs::write(&token, &self.options.token).expect("token file");
         std::fs::write(&secret, &self.secret).expect("secret file");
         let config = format!(
-            "netbox:\n  url: {url}\n  token: {{file: {token}}}\n  timeout: 5s\n\
+            "netbox:\n  url: {url}\n  token: {{file: {token}}}\n  timeout: 10s\n\
              listen: 127.0.0.1:{port}\n\
              webhook:\n  url: http://127.0.0.1:{port}/hooks/netbox\n  secret: {{file: {secret}}}\n  body_limit_bytes: {limit}\n\
              scope:\n  instance: {site}\n  sites: [{site}]\n\

@@ -5,8 +5,9 @@
 //! showed just before it ([`ResetRecord`]); the step says how far it got:
 //!
 //! ```text
-//!  reset requested   recorded, then racklift crashed or the BMC's answer was lost: unknown
-//!  reset refused     the BMC answered the reset with an error: it was not done
+//!  reset requested   recorded, then racklift crashed: unknown, most likely never sent
+//!  reset unanswered  sent, but no answer came (a timeout, a cut connection): the BMC may act
+//!  reset refused     the BMC answered the reset with an error, or could not be reached
 //!  reset sent        the BMC accepted the reset (2xx)
 //! ```
 //!
@@ -14,8 +15,9 @@
 //! evidence: the one-time override the BMC read back as `Once` is spent (the firmware took the
 //! network boot), or — on a BMC that does not report `Once` — the BMC accepted the reset, or
 //! the power went from Off to On. A reset is sent again only when the BMC shows no sign of the
-//! last one (the override still pending and the power and the reset marks as before), so a
-//! server is never restarted twice for one request; when the evidence cannot tell, the device
+//! last one (the override still pending, the power and the reset marks as before) and the last
+//! one cannot still be on its way (an unanswered reset gets `power_timeout` to show itself), so
+//! a server is not restarted twice for one request; when the evidence cannot tell, the device
 //! fails with what racklift saw instead of guessing.
 
 use std::time::Duration;
@@ -25,18 +27,23 @@ use serde::{Deserialize, Serialize};
 use crate::redfish::{BootMarks, BootOverride, Power};
 
 pub const RESET_REQUESTED: &str = "reset requested";
+pub const RESET_UNANSWERED: &str = "reset unanswered";
 pub const RESET_REFUSED: &str = "reset refused";
 pub const RESET_SENT: &str = "reset sent";
 
-/// Resets racklift sends for one provisioning when the BMC showed no sign of the one before.
+/// Resets racklift sends again, for one provisioning, after a reset the BMC took without
+/// answering showed no effect. (A refused reset is bounded by the stage's retries; a reset
+/// recorded but never sent, by racklift's crashes.)
 pub const MAX_RESENDS: u32 = 2;
 
 /// How far the reset got, from the stamp's step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
-    /// Recorded, outcome unknown (a crash, or the BMC's answer was lost).
+    /// Recorded, then racklift stopped: the reset most likely never left.
     Unknown,
-    /// The BMC answered with an error.
+    /// Sent, no answer: the BMC may have acted, or may still.
+    Unanswered,
+    /// The BMC answered with an error, or the connection was refused: not done.
     Refused,
     /// The BMC answered 2xx.
     Accepted,
@@ -46,9 +53,19 @@ impl Sent {
     pub fn from_step(step: &str) -> Option<Self> {
         match step {
             RESET_REQUESTED => Some(Self::Unknown),
+            RESET_UNANSWERED => Some(Self::Unanswered),
             RESET_REFUSED => Some(Self::Refused),
             RESET_SENT => Some(Self::Accepted),
             _ => None,
+        }
+    }
+
+    pub fn step(self) -> &'static str {
+        match self {
+            Self::Unknown => RESET_REQUESTED,
+            Self::Unanswered => RESET_UNANSWERED,
+            Self::Refused => RESET_REFUSED,
+            Self::Accepted => RESET_SENT,
         }
     }
 }
@@ -62,7 +79,7 @@ pub struct ResetRecord {
     /// The BMC read the override back as `Once`: it then reports the boot by spending it.
     pub once: bool,
     pub marks_before: BootMarks,
-    /// Resets sent before this one in this provisioning that showed no effect.
+    /// Unanswered resets before this one in this provisioning that showed no effect.
     #[serde(default)]
     pub resends: u32,
 }
@@ -134,26 +151,38 @@ pub fn after_reset(
     let asked = match sent {
         Sent::Accepted => format!("racklift's {reset} (accepted by the BMC)"),
         Sent::Refused => format!("racklift's {reset} (refused by the BMC)"),
-        Sent::Unknown => format!("racklift's {reset} (its answer was lost)"),
+        Sent::Unanswered => format!("racklift's {reset} (the BMC did not answer)"),
+        Sent::Unknown => format!("racklift's {reset} (racklift stopped before its answer)"),
     };
     let resend_or_fail = |seen: String| {
-        if before.resends >= MAX_RESENDS {
+        if sent == Sent::Unanswered && before.resends >= MAX_RESENDS {
             Next::Fail(format!(
-                "provisioning: racklift asked the BMC for a reset {} times and it showed no effect: {seen}. Check the BMC's event log and the server's power, then set the lifecycle to provisioning.",
+                "provisioning: racklift sent the BMC a reset {} times without an answer and none showed an effect: {seen}. Check the BMC's event log and the server's power, then set the lifecycle to provisioning.",
                 before.resends + 1
             ))
         } else {
             Next::Resend(seen)
         }
     };
-
-    if now.power == Power::On {
-        if taken {
-            return Next::Booted(format!(
-                "one-time PXE boot set and taken (the BMC reports the override spent after {asked}), server powered on"
-            ));
+    let cannot_tell = || {
+        Next::Fail(format!(
+            "provisioning: racklift cannot tell whether {asked} reached the server: the power is On as before, and this BMC reports neither a one-time boot override nor a reset mark. Check the server's console: if it did not boot from the network, set the lifecycle to provisioning."
+        ))
+    };
+    // An unanswered reset may still act: it gets the whole power timeout to show itself.
+    let unanswered = |seen: String| {
+        if timed_out {
+            resend_or_fail(seen)
+        } else {
+            Next::Wait
         }
-        if !before.once {
+    };
+
+    match &now.power {
+        Power::On if taken => Next::Booted(format!(
+            "one-time PXE boot set and taken (the BMC reports the override spent after {asked}), server powered on"
+        )),
+        Power::On if !before.once => {
             if sent == Sent::Accepted || reset_seen {
                 let how = if sent == Sent::Accepted {
                     asked
@@ -169,43 +198,47 @@ pub fn after_reset(
                     "one-time PXE boot set, server powered on: {how}; this BMC does not report whether the one-time boot was taken"
                 ));
             }
-            if sent == Sent::Refused {
-                return resend_or_fail(format!("{asked}; the power is On"));
+            match sent {
+                Sent::Refused => resend_or_fail(format!("{asked}; the power is On")),
+                Sent::Unanswered if !timed_out => Next::Wait,
+                _ => cannot_tell(),
             }
-            return Next::Fail(format!(
-                "provisioning: racklift cannot tell whether {asked} reached the server: the power is On as before, and this BMC reports neither a one-time boot override nor a reset mark. Check the server's console: if it did not boot from the network, set the lifecycle to provisioning."
-            ));
         }
         // The override is still pending.
-        if sent == Sent::Accepted || reset_seen {
-            return if timed_out {
-                Next::Fail(format!(
-                    "provisioning: the server did not boot from the network: {timeout} after {asked} the BMC still reports the one-time PXE boot pending. Check the server's boot order and network boot settings and its console, then set the lifecycle to provisioning."
-                ))
+        Power::On => {
+            if sent == Sent::Accepted || reset_seen {
+                return if timed_out {
+                    Next::Fail(format!(
+                        "provisioning: the server did not boot from the network: {timeout} after {asked} the BMC still reports the one-time PXE boot pending. Check the server's boot order and network boot settings and its console, then set the lifecycle to provisioning."
+                    ))
+                } else {
+                    Next::Wait
+                };
+            }
+            let seen = format!(
+                "{asked}, yet the one-time PXE boot is still pending and the power and reset marks are as before"
+            );
+            if sent == Sent::Unanswered {
+                unanswered(seen)
             } else {
-                Next::Wait
-            };
+                resend_or_fail(seen)
+            }
         }
-        return resend_or_fail(format!(
-            "{asked}, yet the one-time PXE boot is still pending and the power and reset marks are as before"
-        ));
-    }
-
-    if matches!(now.power, Power::Off | Power::PoweringOff) && !reset_seen && sent != Sent::Accepted
-    {
-        // Off, and nothing shows the reset: switching a server on is safe to ask again.
-        return resend_or_fail(format!(
-            "{asked}; the power is still {}",
-            now.power.as_str()
-        ));
-    }
-    if timed_out {
-        return Next::Fail(format!(
+        Power::Off | Power::PoweringOff if !reset_seen && sent != Sent::Accepted => {
+            // Off, and nothing shows the reset: switching a server on is safe to ask again.
+            let seen = format!("{asked}; the power is still {}", now.power.as_str());
+            if sent == Sent::Unanswered {
+                unanswered(seen)
+            } else {
+                resend_or_fail(seen)
+            }
+        }
+        _ if timed_out => Next::Fail(format!(
             "provisioning: the server's power stayed {:?} for {timeout} after {asked}. Check the server's power feed and the BMC's event log, then set the lifecycle to provisioning.",
             now.power.as_str()
-        ));
+        )),
+        _ => Next::Wait,
     }
-    Next::Wait
 }
 
 /// The reset that leaves the server running: `On` when off, a restart when on.
@@ -307,6 +340,51 @@ mod tests {
     }
 
     #[test]
+    fn an_unanswered_reset_gets_the_power_timeout_to_show_itself_before_a_second() {
+        let before = record("ForceRestart", Power::On, true);
+        let pending = observed(Power::On, true);
+        assert_eq!(
+            after_reset(Sent::Unanswered, &before, &pending, EARLY, LIMITS),
+            Next::Wait
+        );
+        let late = after_reset(Sent::Unanswered, &before, &pending, LATE, LIMITS);
+        assert!(matches!(late, Next::Resend(_)), "{late:?}");
+        // It acted late: the override is spent.
+        let booted = after_reset(
+            Sent::Unanswered,
+            &before,
+            &observed(Power::On, false),
+            EARLY,
+            LIMITS,
+        );
+        assert!(matches!(booted, Next::Booted(_)), "{booted:?}");
+        let off = record("On", Power::Off, true);
+        assert_eq!(
+            after_reset(
+                Sent::Unanswered,
+                &off,
+                &observed(Power::Off, true),
+                EARLY,
+                LIMITS
+            ),
+            Next::Wait
+        );
+    }
+
+    #[test]
+    fn every_step_name_reads_back_as_its_outcome() {
+        for sent in [
+            Sent::Unknown,
+            Sent::Unanswered,
+            Sent::Refused,
+            Sent::Accepted,
+        ] {
+            assert_eq!(Sent::from_step(sent.step()), Some(sent));
+        }
+        assert_eq!(Sent::from_step("something else"), None);
+    }
+
+    #[test]
     fn a_refused_reset_is_sent_again() {
         let next = after_reset(
             Sent::Refused,
@@ -397,20 +475,19 @@ mod tests {
     }
 
     #[test]
-    fn resends_are_bounded() {
+    fn unanswered_resets_without_effect_are_bounded() {
         let mut before = record("ForceRestart", Power::On, true);
         before.resends = MAX_RESENDS;
-        let next = after_reset(
-            Sent::Refused,
-            &before,
-            &observed(Power::On, true),
-            EARLY,
-            LIMITS,
-        );
+        let pending = observed(Power::On, true);
+        let next = after_reset(Sent::Unanswered, &before, &pending, LATE, LIMITS);
         assert!(
             matches!(&next, Next::Fail(t) if t.contains("3 times")),
             "{next:?}"
         );
+        // A reset recorded but never sent (racklift stopped, or NetBox timed out the record)
+        // counts for nothing: it is sent, however often racklift was interrupted before.
+        let next = after_reset(Sent::Unknown, &before, &pending, EARLY, LIMITS);
+        assert!(matches!(next, Next::Resend(_)), "{next:?}");
     }
 
     #[test]

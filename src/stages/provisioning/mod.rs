@@ -23,7 +23,6 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use evidence::{Limits, Next, Observed, ResetRecord, Sent};
-pub use evidence::{RESET_REFUSED, RESET_REQUESTED, RESET_SENT};
 
 use crate::config::BmcConfig;
 use crate::lifecycle::{JournalKind, Stamp};
@@ -177,7 +176,12 @@ impl<S: DeviceStore> Step<'_, S> {
                     .journal(device.id, JournalKind::Warning, &text)
                     .await
                     .map_err(StageError::NetBox)?;
-                self.reset(&system, before.resends + 1).await
+                let resends = if sent == Sent::Unanswered {
+                    before.resends + 1
+                } else {
+                    before.resends
+                };
+                self.reset(&system, resends).await
             }
         }
     }
@@ -259,7 +263,11 @@ impl<S: DeviceStore> Step<'_, S> {
             marks_before: after.marks.clone(),
             resends,
         };
-        let requested = stamp.at_step(RESET_REQUESTED, serde_json::to_value(&record).ok(), now);
+        let requested = stamp.at_step(
+            Sent::Unknown.step(),
+            serde_json::to_value(&record).ok(),
+            now,
+        );
         // Recorded before it is sent: after a crash, the next reconcile decides from the BMC's
         // evidence, never by resetting blindly.
         let mut current = Device::clone(device);
@@ -275,20 +283,20 @@ impl<S: DeviceStore> Step<'_, S> {
         #[cfg(feature = "test-hooks")]
         crate::netbox::pause::point("after-reset", device.id).await;
         let outcome = match &answer {
-            Ok(()) => RESET_SENT,
-            Err(RedfishError::Status { .. } | RedfishError::Credentials { .. }) => RESET_REFUSED,
-            // No answer: whether the BMC acted is for the next reconcile to read off the BMC.
-            Err(_) => RESET_REQUESTED,
+            Ok(()) => Sent::Accepted,
+            Err(RedfishError::Status { .. } | RedfishError::Credentials { .. }) => Sent::Refused,
+            // The connection was never made: the BMC cannot have acted.
+            Err(RedfishError::Unreachable { source, .. }) if source.is_connect() => Sent::Refused,
+            // Sent, no answer: whether the BMC acted is for the next reconciles to read off it.
+            Err(_) => Sent::Unanswered,
         };
-        if outcome != RESET_REQUESTED {
-            store
-                .update_device(
-                    &current,
-                    &DeviceUpdate::restamp(requested.step_now(outcome)),
-                )
-                .await
-                .map_err(StageError::NetBox)?;
-        }
+        store
+            .update_device(
+                &current,
+                &DeviceUpdate::restamp(requested.step_now(outcome.step())),
+            )
+            .await
+            .map_err(StageError::NetBox)?;
         answer?;
         tracing::info!(device = %device.name, bmc = %session.url_text(), %reset, from = %after.power.as_str(), "reset sent");
         Ok(Outcome::Wait(config.poll_interval))
