@@ -23,6 +23,8 @@ pub mod netbox;
 pub mod redfish;
 pub mod serve;
 pub mod stages;
+#[cfg(test)]
+mod testing;
 
 /// An error and its causes on one line (`what failed: why: why`), for logs and the CLI.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

@@ -12,6 +12,8 @@ struct FakeStore {
     calls: Mutex<Vec<String>>,
     /// Answer the next update with this error.
     fail_update: Mutex<Option<NetBoxError>>,
+    /// Panic (a bug) the next time this device is read.
+    panic_on: Mutex<Option<DeviceId>>,
     unreachable: std::sync::atomic::AtomicBool,
 }
 
@@ -45,6 +47,8 @@ impl DeviceStore for FakeStore {
             return Err(unreachable());
         }
         self.calls.lock().expect("lock").push(format!("get {id}"));
+        let panics = self.panic_on.lock().expect("lock").take_if(|p| *p == id);
+        assert!(panics.is_none(), "a bug while reconciling device {id}");
         Ok(self.devices.lock().expect("lock").get(&id).cloned())
     }
 
@@ -295,4 +299,58 @@ async fn resync_queues_every_listed_device() {
     let c = controller(store, &[]);
     assert_eq!(c.resync().await.expect("listed"), 2);
     assert_eq!(c.queue.stats().waiting, 2);
+}
+
+#[tokio::test]
+async fn a_panicking_reconcile_neither_kills_its_worker_nor_strands_its_device() {
+    let store = FakeStore::with(device(1, Some("discovered"), "a"));
+    store
+        .devices
+        .lock()
+        .expect("lock")
+        .insert(DeviceId(2), device(2, Some("discovered"), "a"));
+    *store.panic_on.lock().expect("lock") = Some(DeviceId(1));
+    let config = ReconcilerConfig {
+        concurrency: 1,
+        resync_interval: Duration::from_secs(3600),
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(20),
+        ..ReconcilerConfig::default()
+    };
+    let c = Arc::new(Controller::new(
+        store,
+        config,
+        &Scope::default(),
+        BmcConfig::default(),
+    ));
+    let running = tokio::spawn(c.clone().run());
+    let claimed = |id: u64| format!("update {id} provisioning");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        // The one worker panics on device 1, then claims device 2, then device 1 on its retry.
+        while !(c.store.calls().contains(&claimed(1)) && c.store.calls().contains(&claimed(2))) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("both devices claimed by the surviving worker");
+    assert_eq!(c.queue.stats().running, 0, "nothing left marked running");
+    running.abort();
+}
+
+#[test]
+fn a_retry_count_edited_to_the_largest_value_neither_panics_nor_stalls() {
+    let c = controller(FakeStore::default(), &[]);
+    let started = std::time::Instant::now();
+    assert_eq!(c.stage_backoff(u32::MAX), c.config.backoff_max);
+    // backon's jitter adds up to the delay itself again.
+    assert!(c.stage_backoff(3) <= 2 * c.config.backoff_max);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "no loop over the count"
+    );
+    let stamp = Stamp {
+        attempt: u32::MAX,
+        ..Stamp::entered(Lifecycle::Provisioning, Utc::now())
+    };
+    assert_eq!(stamp.retried().attempt, u32::MAX);
 }

@@ -125,3 +125,97 @@ pub(super) async fn receive(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::http::HeaderValue;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::controller::WorkQueue;
+    use crate::testing::{any_json, object_with};
+
+    fn state() -> AppState {
+        AppState::new(Arc::new(WorkQueue::new(16)), Secret::new("s3cret"), None)
+    }
+
+    fn headers(signature: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(signature) {
+            headers.insert(SIGNATURE_HEADER, value);
+        }
+        headers
+    }
+
+    /// NetBox-shaped events with every field possibly wrong.
+    fn events() -> impl Strategy<Value = Value> {
+        object_with(
+            &["event", "object_type", "data", "timestamp", "username"],
+            prop_oneof![
+                Just(json!("dcim.device")),
+                Just(json!("updated")),
+                object_with(&["id", "name"], any::<u64>().prop_map(Value::from)),
+            ],
+        )
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    proptest! {
+        // Run longer by hand: PROPTEST_CASES=200000 cargo test --lib webhook_bodies
+        #[test]
+        fn webhook_bodies_signed_or_not_get_an_answer_never_a_panic(
+            event in prop_oneof![events(), any_json()],
+            raw in prop::collection::vec(any::<u8>(), 0..256),
+            use_raw in any::<bool>(),
+            forged in ".{0,140}",
+        ) {
+            let body = if use_raw { raw } else { serde_json::to_vec(&event).expect("json") };
+            let state = state();
+            let signed = sign(&state.webhook_secret, &body);
+            let rt = runtime();
+            let (status, _) = rt.block_on(receive(
+                State(state.clone()),
+                headers(&signed),
+                Bytes::from(body.clone()),
+            ));
+            prop_assert!(
+                [StatusCode::ACCEPTED, StatusCode::BAD_REQUEST].contains(&status),
+                "signed: {status}"
+            );
+            let (status, _) = rt.block_on(receive(State(state), headers(&forged), Bytes::from(body)));
+            prop_assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+    }
+
+    #[test]
+    fn a_device_event_is_queued_once_per_delivery() {
+        let state = state();
+        let body = serde_json::to_vec(
+            &json!({"event": "updated", "object_type": "dcim.device", "data": {"id": 7}}),
+        )
+        .expect("json");
+        let signed = sign(&state.webhook_secret, &body);
+        let rt = runtime();
+        for expected in ["queued", "duplicate delivery"] {
+            let (status, Json(answer)) = rt.block_on(receive(
+                State(state.clone()),
+                headers(&signed),
+                Bytes::from(body.clone()),
+            ));
+            assert_eq!(
+                (status, answer["status"].as_str()),
+                (StatusCode::ACCEPTED, Some(expected))
+            );
+        }
+        assert_eq!(state.queue.stats().waiting, 1);
+    }
+}

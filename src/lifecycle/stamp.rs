@@ -119,4 +119,70 @@ mod tests {
             assert_eq!(Stamp::from_json(&junk), None, "{junk}");
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        use crate::lifecycle::{Lifecycle, Policy, Stamp, decide};
+        use crate::testing::{any_json, object_with};
+
+        /// Times across chrono's whole range, and text that is not a time.
+        fn times() -> impl Strategy<Value = Value> + Clone {
+            prop_oneof![
+                (-8_000_000_000_000i64..8_000_000_000_000i64).prop_map(|s| {
+                    json!(
+                        chrono::DateTime::from_timestamp(s, 0)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default()
+                    )
+                }),
+                ".*".prop_map(Value::from),
+            ]
+        }
+
+        /// Stamps as NetBox may hold them: racklift's, hand-edited, or junk.
+        fn stamps() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                any_json(),
+                object_with(
+                    &[
+                        "state",
+                        "since",
+                        "attempt",
+                        "step",
+                        "step_since",
+                        "evidence"
+                    ],
+                    prop_oneof![
+                        prop::sample::select(Lifecycle::ALL.map(|s| s.as_str()).to_vec())
+                            .prop_map(Value::from),
+                        times(),
+                        any::<u64>().prop_map(Value::from),
+                        Just(json!(u32::MAX)),
+                    ],
+                ),
+            ]
+        }
+
+        proptest! {
+            // Run longer by hand: PROPTEST_CASES=200000 cargo test --lib stamp_from_netbox
+            #[test]
+            fn stamp_from_netbox_never_panics_the_decision(
+                stamp in stamps(),
+                now in -8_000_000_000_000i64..8_000_000_000_000i64,
+                deadline in 0u64..=365 * 24 * 3600,
+            ) {
+                let parsed = Stamp::from_json(&stamp);
+                let now = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default();
+                let policy = Policy { validating_deadline: std::time::Duration::from_secs(deadline) };
+                for state in Lifecycle::ALL {
+                    let _ = decide(state, parsed.as_ref(), now, &policy);
+                }
+                if let Some(parsed) = parsed {
+                    let _ = parsed.retried().at_step("x", None, now).step_now("y");
+                }
+            }
+        }
+    }
 }

@@ -542,4 +542,58 @@ mod tests {
         assert_eq!(choose_reset(&Power::On, &allowed(&["Nmi"]), &prefs), None);
         assert_eq!(choose_reset(&Power::PoweringOn, &all, &prefs), None);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        use super::super::*;
+        use crate::redfish::{System, Vendor};
+        use crate::testing::{any_json, object_with};
+
+        fn systems() -> impl Strategy<Value = Value> {
+            object_with(
+                &[
+                    "PowerState",
+                    "Boot",
+                    "LastResetTime",
+                    "BootProgress",
+                    "Oem",
+                    "Actions",
+                ],
+                prop_oneof![
+                    prop::sample::select(vec!["On", "Off", "PoweringOn", "Paused", ""])
+                        .prop_map(Value::from),
+                    object_with(
+                        &[
+                            "BootSourceOverrideTarget",
+                            "BootSourceOverrideEnabled",
+                            "LastState"
+                        ],
+                        prop::sample::select(vec!["Pxe", "Once", "Disabled", "OSRunning"])
+                            .prop_map(Value::from),
+                    ),
+                ],
+            )
+        }
+
+        proptest! {
+            // Run longer by hand: PROPTEST_CASES=200000 cargo test --lib bmc_answers
+            #[test]
+            fn bmc_answers_and_stamps_never_panic_the_decision(
+                evidence in any_json(),
+                system in systems(),
+                step in prop::sample::select(vec![RESET_REQUESTED, RESET_UNANSWERED, RESET_REFUSED, RESET_SENT]),
+                waited in any::<u64>(),
+                vendor in prop::sample::select(vec![Vendor::Ilo5, Vendor::Idrac9, Vendor::Generic]),
+            ) {
+                let system = System::from_json("/s", &system, None, vendor.quirks());
+                let before = ResetRecord::from_stamp(Some(&evidence), "ForceRestart");
+                let now = Observed { power: system.power, boot: system.boot, marks: system.marks };
+                let sent = Sent::from_step(step).expect("a reset step");
+                let limits = Limits { power_timeout: Duration::from_secs(300) };
+                let _ = after_reset(sent, &before, &now, Duration::from_secs(waited), limits);
+            }
+        }
+    }
 }
