@@ -173,9 +173,32 @@ async fn servers_in_netbox_before_racklift_are_never_touched_by_apply_or_their_b
         .to_owned();
     let proxy = Proxy::start_on(&lan.uplink_ip, lab).await;
     let hook = write_hook_config(dir.path(), &proxy.url());
+    // The DHCP host's racklift manages servers only: the role filter is the same scope the
+    // reconciler applies.
+    let mut config = std::fs::read_to_string(&hook).expect("hook config");
+    config.push_str("scope: {roles: [rltest-server]}\n");
+    std::fs::write(&hook, config).expect("hook config");
     lan.start_server(Server::Kea, &hook).await;
 
+    // Enrolled, but a switch: outside the DHCP host's scope.
+    let switch_role = api
+        .get_or_create(
+            "dcim/device-roles/",
+            "rltest-switch",
+            json!({"name": "rltest switch", "slug": "rltest-switch"}),
+        )
+        .await;
+    let switch_mac = fresh_mac();
+    let (switch, switch_iface) = production_server(&api, &site, "switch", &switch_mac).await;
+    api.patch(
+        &format!("dcim/devices/{switch}/"),
+        json!({"role": switch_role["id"], "custom_fields": {"lifecycle": "racked"}}),
+    )
+    .await;
+    let switch_print = fingerprint(&api, switch, switch_iface).await;
+
     lease(&mut lan, dir.path(), &old_mac, "unmanaged").await;
+    lease(&mut lan, dir.path(), &switch_mac, "unmanaged").await;
     lease(&mut lan, dir.path(), &new_mac, "applied").await;
     common::wait_moved(&api, enrolled, "racked", "discovered").await;
     assert_eq!(
@@ -196,8 +219,16 @@ async fn servers_in_netbox_before_racklift_are_never_touched_by_apply_or_their_b
         !listed.contains(&new_mac.to_uppercase()),
         "the enrolled server is not listed: {listed}"
     );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&switch_mac.to_uppercase())
+                && l.contains("outside this racklift's scope")),
+        "{listed}"
+    );
+    assert_eq!(fingerprint(&api, switch, switch_iface).await, switch_print);
     let status = stdout(&racklift(&hook, &["dhcp-spool"]));
-    assert!(status.contains("not managed  1"), "{status}");
+    assert!(status.contains("not managed  2"), "{status}");
     drop(racklift_serve);
 
     // --- An install upgraded from the racklift whose lifecycle defaulted to `racked`. ---

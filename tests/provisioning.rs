@@ -301,3 +301,62 @@ async fn bmc_requests(sim: &BmcSim, names: &[&str]) -> Vec<Value> {
     }
     all
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bmc_link_to_another_host_is_never_followed() {
+    let api = Api::new();
+    let site = Site::new(&api, "foreignlink").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bmcs: Vec<SimBmc> = ["victim", "elsewhere"]
+        .iter()
+        .map(|name| SimBmc {
+            name: (*name).to_owned(),
+            tree: "hpe-ilo5-dl360-gen10plus".to_owned(),
+            power: "Off",
+        })
+        .collect();
+    let sim = BmcSim::start(dir.path(), &bmcs);
+    // The BMC's answer names its reset action on another host (here another BMC's port): a
+    // hostile or misconfigured BMC steering racklift's credentials and reset elsewhere.
+    let elsewhere = format!(
+        "https://127.0.0.1:{}/redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
+        sim.port("elsewhere")
+    );
+    sim.patch(
+        "victim",
+        "/redfish/v1/Systems/1",
+        json!({"Actions": {"#ComputerSystem.Reset": {"target": elsewhere}}}),
+    )
+    .await;
+    let before = sim.state("elsewhere").await["requests"].clone();
+    let id = device_with_bmc(&api, &site, "victim", "127.0.0.1", "racked").await;
+    let name = format!("{}-victim", site.slug);
+    let _racklift = Racklift::start(
+        &site,
+        Options {
+            bmc: sim_config(
+                dir.path(),
+                &sim.ca,
+                &[(name, sim.port("victim"), sim.password.clone())],
+            ),
+            secrets: vec![sim.password.clone()],
+            ..Options::default()
+        },
+    )
+    .await;
+    api.set_lifecycle(id, "provisioning").await;
+    let device = wait_lifecycle(&api, id, "failed").await;
+    let error = device["custom_fields"]["lifecycle_error"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        error.contains("racklift follows a BMC's links only on the BMC itself"),
+        "{error}"
+    );
+    assert_eq!(
+        sim.state("elsewhere").await["requests"],
+        before,
+        "not one request reached the other host"
+    );
+    assert_eq!(sim.state("victim").await["resets"], json!([]));
+}

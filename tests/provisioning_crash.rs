@@ -12,7 +12,7 @@ use std::path::Path;
 
 use common::bmc::{BmcSim, SimBmc, device_with_bmc, sim_config};
 use common::{Api, Options, Racklift, Site, journal_texts, wait_for, wait_lifecycle};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// One server on bmcsim and its device in NetBox.
 struct Server {
@@ -295,26 +295,37 @@ async fn racklift_killed_at_random_while_servers_provision_leaves_no_server_wron
         api.set_lifecycle(s.id, "provisioning").await;
     }
     // Each kill lands after a random amount of Redfish traffic (a condition, not a timer), so
-    // it falls anywhere: mid-login, between the override and the record, around the reset.
+    // it falls anywhere: mid-login, between the override and the record, around the reset. A
+    // provisioning takes about 16 requests; the kills are spread over the whole run.
+    let spread = (count as u64 * 12 / kills.max(1) as u64).max(2);
+    let mut killed = 0;
     for kill in 0..kills {
         let start = requests(&sim, &servers).await;
-        let more = rng.u64(1..=(count as u64 * 4));
+        let more = rng.u64(1..=spread);
+        let mut polls = 0u32;
         let done = wait_for(
             &format!("kill {kill}: {more} more Redfish requests"),
-            || async {
-                let provisioning = provisioning_left(&api, &servers).await;
-                (provisioning == 0 || requests(&sim, &servers).await >= start + more)
-                    .then_some(provisioning == 0)
+            || {
+                polls += 1;
+                let check_netbox = polls.is_multiple_of(20);
+                let (sim, servers, api, site) = (&sim, &servers, &api, &site);
+                async move {
+                    if requests(sim, servers).await >= start + more {
+                        return Some(false);
+                    }
+                    (check_netbox && provisioning_left(api, site).await == 0).then_some(true)
+                }
             },
         )
         .await;
         if done {
-            eprintln!("chaos: every server left provisioning before kill {kill}");
             break;
         }
         racklift.kill();
+        killed += 1;
         racklift.restart(options(pause.path(), &bmc, &sim)).await;
     }
+    eprintln!("chaos: racklift was killed {killed} times");
     for s in &servers {
         wait_for(&format!("{} to leave provisioning", s.bmc), || async {
             let device = api.device(s.id).await;
@@ -334,13 +345,13 @@ async fn racklift_killed_at_random_while_servers_provision_leaves_no_server_wron
     );
 }
 
-async fn provisioning_left(api: &Api, servers: &[Server]) -> usize {
-    let mut left = 0;
-    for s in servers {
-        let device: Value = api.device(s.id).await;
-        if common::lifecycle(&device).as_deref() == Some("provisioning") {
-            left += 1;
-        }
-    }
-    left
+/// How many of the site's devices are still provisioning (one NetBox call).
+async fn provisioning_left(api: &Api, site: &Site) -> u64 {
+    api.get(&format!(
+        "dcim/devices/?site_id={}&cf_lifecycle=provisioning&brief=1&limit=1",
+        site.id
+    ))
+    .await["count"]
+        .as_u64()
+        .unwrap_or(0)
 }

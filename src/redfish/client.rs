@@ -93,10 +93,7 @@ impl Session {
             vendor: Vendor::Generic,
             root: Value::Null,
         };
-        session.root = session
-            .send(Method::GET, "/redfish/v1/", None, None, false)
-            .await?
-            .body;
+        session.root = session.read("/redfish/v1/", false).await?.body;
         session.vendor = Vendor::detect(&session.root);
         // A BMC without a session service (sushy-tools) gets basic auth on every request, as
         // Redfish allows.
@@ -255,6 +252,7 @@ impl Session {
         }
     }
 
+    /// Sends one request and checks its status; returns the answer's text and `ETag`.
     async fn send(
         &self,
         method: Method,
@@ -262,7 +260,7 @@ impl Session {
         body: Option<&Value>,
         if_match: Option<&str>,
         authenticated: bool,
-    ) -> Result<Resource, RedfishError> {
+    ) -> Result<(String, Option<String>), RedfishError> {
         let method_name = method_name(&method);
         let response = self
             .request(method, path, body, if_match, authenticated)
@@ -283,6 +281,19 @@ impl Session {
                 source,
             })?;
         self.check(status, method_name, path, &text)?;
+        Ok((text, etag))
+    }
+
+    /// Reads a resource. (A PATCH or an action is judged by its status alone: what a BMC puts
+    /// in the body of a success varies, and racklift reads the resource back anyway.)
+    pub async fn get(&self, path: &str) -> Result<Resource, RedfishError> {
+        self.read(path, true).await
+    }
+
+    async fn read(&self, path: &str, authenticated: bool) -> Result<Resource, RedfishError> {
+        let (text, etag) = self
+            .send(Method::GET, path, None, None, authenticated)
+            .await?;
         let body = if text.trim().is_empty() {
             Value::Null
         } else {
@@ -290,10 +301,6 @@ impl Session {
                 .map_err(|e| self.unexpected(path, &format!("invalid JSON: {e}")))?
         };
         Ok(Resource { body, etag })
-    }
-
-    pub async fn get(&self, path: &str) -> Result<Resource, RedfishError> {
-        self.send(Method::GET, path, None, None, true).await
     }
 
     pub async fn patch(

@@ -284,11 +284,17 @@ impl<S: DeviceStore> Step<'_, S> {
         crate::netbox::pause::point("after-reset", device.id).await;
         let outcome = match &answer {
             Ok(()) => Sent::Accepted,
-            Err(RedfishError::Status { .. } | RedfishError::Credentials { .. }) => Sent::Refused,
-            // The connection was never made: the BMC cannot have acted.
+            // An error answer, a link racklift would not follow, a connection never made: the
+            // BMC did not act.
+            Err(
+                RedfishError::Status { .. }
+                | RedfishError::Credentials { .. }
+                | RedfishError::Unexpected { .. }
+                | RedfishError::Tls { .. },
+            ) => Sent::Refused,
             Err(RedfishError::Unreachable { source, .. }) if source.is_connect() => Sent::Refused,
             // Sent, no answer: whether the BMC acted is for the next reconciles to read off it.
-            Err(_) => Sent::Unanswered,
+            Err(RedfishError::Unreachable { .. }) => Sent::Unanswered,
         };
         store
             .update_device(
