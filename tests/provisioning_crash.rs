@@ -307,7 +307,7 @@ async fn racklift_killed_at_random_while_servers_provision_leaves_no_server_wron
             &format!("kill {kill}: {more} more Redfish requests"),
             || {
                 polls += 1;
-                let check_netbox = polls.is_multiple_of(20);
+                let check_netbox = polls.is_multiple_of(5);
                 let (sim, servers, api, site) = (&sim, &servers, &api, &site);
                 async move {
                     if requests(sim, servers).await >= start + more {
