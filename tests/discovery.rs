@@ -500,7 +500,10 @@ async fn bad_hook_input_is_refused_and_unknown_or_data_macs_write_nothing() {
     let journal = journal_texts(&api.journal(srv.device).await);
     assert_eq!(journal.len(), 1, "{journal:?}");
     assert!(
-        journal[0].starts_with("warning: racklift: DHCP lease 10.213.0.70 conflicts"),
+        journal[0].starts_with(&format!(
+            "warning: racklift: DHCP lease 10.213.0.70 (BMC interface bmc ({})) conflicts",
+            mac.to_uppercase()
+        )),
         "{journal:?}"
     );
     assert!(
