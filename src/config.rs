@@ -681,6 +681,39 @@ mod tests {
     }
 
     #[test]
+    fn the_examples_dhcp_section_uncommented_parses_to_the_defaults() {
+        let example = include_str!("../racklift.example.yaml");
+        let section: String = example
+            .lines()
+            .skip_while(|l| !l.starts_with("# dhcp:"))
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        assert!(section.contains("record_limit"), "{section}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t").expect("write");
+        let yaml = format!(
+            "netbox: {{url: 'https://nb.example', token: {{file: {}}}}}\n{section}",
+            token.display()
+        );
+        let dhcp = Config::parse(&yaml, Path::new("x.yaml"))
+            .expect("parses")
+            .dhcp;
+        let defaults = DhcpConfig::default();
+        assert_eq!(dhcp.spool_dir, defaults.spool_dir);
+        assert_eq!(dhcp.drain_timeout, defaults.drain_timeout);
+        assert_eq!(
+            (dhcp.backoff_base, dhcp.backoff_max),
+            (defaults.backoff_base, defaults.backoff_max)
+        );
+        assert_eq!(
+            (dhcp.record_limit, dhcp.log_limit_bytes),
+            (defaults.record_limit, defaults.log_limit_bytes)
+        );
+    }
+
+    #[test]
     fn secrets_never_show_in_debug_output() {
         let dir = tempfile::tempdir().expect("tempdir");
         let token = dir.path().join("token");
