@@ -571,7 +571,9 @@ async fn find_bmc_interface(
             ],
         )
         .await?;
-    let parse = |v: &Value| -> Option<(BmcInterface, bool)> {
+    // Each interface with what the answer says of it; the device's name only for the message
+    // (the one found is named, never an index into NetBox's answer).
+    let parse = |v: &Value| -> Option<(BmcInterface, bool, String)> {
         Some((
             BmcInterface {
                 id: v.get("id")?.as_u64()?,
@@ -579,21 +581,19 @@ async fn find_bmc_interface(
                 device: DeviceId(v.get("device")?.get("id")?.as_u64()?),
             },
             v.get("mgmt_only").and_then(Value::as_bool).unwrap_or(false),
+            v["device"]["name"].as_str().unwrap_or("?").to_owned(),
         ))
     };
-    let interfaces: Vec<(BmcInterface, bool)> = found.iter().filter_map(parse).collect();
-    let device_name = |v: &Value| v["device"]["name"].as_str().unwrap_or("?").to_owned();
+    let interfaces: Vec<(BmcInterface, bool, String)> = found.iter().filter_map(parse).collect();
     Ok(match interfaces.as_slice() {
         [] => Err(format!(
             "no device interface in NetBox has MAC {}",
             event.mac
         )),
-        [(iface, true)] => Ok(iface.clone()),
-        [(iface, false)] => Err(format!(
-            "MAC {} is on {} {}, which is not a management-only (BMC) interface",
-            event.mac,
-            device_name(&found[0]),
-            iface.name
+        [(iface, true, _)] => Ok(iface.clone()),
+        [(iface, false, device)] => Err(format!(
+            "MAC {} is on {device} {}, which is not a management-only (BMC) interface",
+            event.mac, iface.name
         )),
         many => Err(format!(
             "MAC {} is on {} interfaces in NetBox; racklift needs exactly one",
