@@ -92,18 +92,16 @@ pub async fn drain(
             spool,
             config,
             deadline,
-            counters: Counters::default(),
-            rounds: 0,
+            unsaved: Counters::default(),
+            report: &mut report,
             known: BTreeMap::new(),
             schedule: Schedule::new(config),
             grew: Vec::new(),
             set_aside_corrupt: false,
         };
         let result = run.drain_locked().await;
-        spool.add_counters(&run.counters)?;
-        report.counters.add(&run.counters);
-        report.rounds += run.rounds;
-        report.left = run.known.len();
+        run.save_counters()?;
+        run.report.left = run.known.len();
         drop(lock);
         result?;
         // An event spooled after our last look, whose own drain found the lock taken, is
@@ -120,8 +118,9 @@ struct Run<'a, S> {
     spool: &'a Spool,
     config: &'a DhcpConfig,
     deadline: Instant,
-    counters: Counters,
-    rounds: u64,
+    /// What was done since the counters were last saved.
+    unsaved: Counters,
+    report: &'a mut DrainReport,
     /// The pending events read so far, by file name (arrival order); each MAC's latest only.
     known: BTreeMap<PathBuf, Pending>,
     schedule: Schedule,
@@ -147,6 +146,9 @@ impl<S: LeaseSink> Run<'_, S> {
             self.gather()?;
             let end = self.round().await;
             self.trim()?;
+            // Saved each round, not only at the end: a drain may wait minutes for one MAC, and
+            // `dhcp-spool` (and a drain killed meanwhile) should not lose what it did so far.
+            self.save_counters()?;
             let end = end?;
             if self.known.is_empty() {
                 return Ok(());
@@ -175,7 +177,7 @@ impl<S: LeaseSink> Run<'_, S> {
     /// Lists `pending/` once, reads the files not read before, and removes the events a
     /// later one for the same MAC supersedes.
     fn gather(&mut self) -> Result<(), SpoolError> {
-        self.rounds += 1;
+        self.report.rounds += 1;
         let mut before = std::mem::take(&mut self.known);
         let mut listed = BTreeMap::new();
         for path in self.spool.pending_files()? {
@@ -198,7 +200,7 @@ impl<S: LeaseSink> Run<'_, S> {
                 let event = &pending.event;
                 tracing::info!(mac = %event.mac, ip = %event.ip, kind = event.kind.as_str(), "superseded by a later event for the same MAC");
                 self.spool.remove(&pending)?;
-                self.counters.superseded += 1;
+                self.unsaved.superseded += 1;
             } else {
                 self.known.insert(path, pending);
             }
@@ -237,7 +239,7 @@ impl<S: LeaseSink> Run<'_, S> {
                     Failure::Reject => {
                         let reason = crate::error_chain(&error);
                         tracing::error!(mac = %event.mac, ip = %event.ip, "NetBox refused the lease for good, kept in the spool's rejected/: {reason}");
-                        self.counters.rejected += 1;
+                        self.unsaved.rejected += 1;
                         self.set_aside(Ignored::Rejected, &pending, &reason)?;
                     }
                     Failure::Stop => {
@@ -259,35 +261,44 @@ impl<S: LeaseSink> Run<'_, S> {
         Ok(RoundEnd::Done)
     }
 
+    fn save_counters(&mut self) -> Result<(), SpoolError> {
+        if self.unsaved != Counters::default() {
+            self.spool.add_counters(&self.unsaved)?;
+            self.report.counters.add(&self.unsaved);
+            self.unsaved = Counters::default();
+        }
+        Ok(())
+    }
+
     /// Records what NetBox made of an event and takes it out of pending.
     fn settle(&mut self, pending: &Pending, outcome: &LeaseOutcome) -> Result<(), SpoolError> {
         let event = &pending.event;
         match outcome {
             LeaseOutcome::Applied(text) => {
                 tracing::info!(mac = %event.mac, ip = %event.ip, "{text}");
-                self.counters.applied += 1;
+                self.unsaved.applied += 1;
             }
             LeaseOutcome::Unchanged => {
                 tracing::info!(mac = %event.mac, ip = %event.ip, kind = event.kind.as_str(), "NetBox already matches the lease");
-                self.counters.unchanged += 1;
+                self.unsaved.unchanged += 1;
             }
             LeaseOutcome::Conflict(text) => {
                 tracing::warn!(mac = %event.mac, ip = %event.ip, "{text}");
-                self.counters.conflicts += 1;
+                self.unsaved.conflicts += 1;
             }
             LeaseOutcome::Unknown(reason) => {
                 tracing::warn!(mac = %event.mac, ip = %event.ip, "lease from an unknown MAC, kept in the spool's unknown/: {reason}");
-                self.counters.unknown += 1;
+                self.unsaved.unknown += 1;
                 return self.set_aside(Ignored::Unknown, pending, reason);
             }
             LeaseOutcome::NotManaged(reason) => {
                 tracing::info!(mac = %event.mac, ip = %event.ip, "lease left alone, kept in the spool's unmanaged/: {reason}");
-                self.counters.unmanaged += 1;
+                self.unsaved.unmanaged += 1;
                 return self.set_aside(Ignored::Unmanaged, pending, reason);
             }
             LeaseOutcome::Refused(text) => {
                 tracing::warn!(mac = %event.mac, ip = %event.ip, "{text}");
-                self.counters.rejected += 1;
+                self.unsaved.rejected += 1;
                 return self.set_aside(Ignored::Rejected, pending, text);
             }
         }
@@ -529,12 +540,18 @@ mod tests {
             async move {
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 spool_leases(&spool, &[late]);
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                spool.counters().expect("counters")
             }
         };
         let mut config = config(dir.path());
         config.drain_timeout = Duration::from_secs(60);
-        let (report, ()) = tokio::join!(drain(&netbox, &spool, &config), arrival);
+        let (report, counters_meanwhile) = tokio::join!(drain(&netbox, &spool, &config), arrival);
         let report = report.expect("drain");
+        assert_eq!(
+            counters_meanwhile.applied, 1,
+            "saved while the drain still waits for the other MAC"
+        );
         assert_eq!((report.counters.applied, report.left), (1, 1));
         let sent = netbox
             .calls()
