@@ -59,8 +59,8 @@ impl FromStr for Mac {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || {
             format!(
-                "{:?} is not an Ethernet MAC address (expected six hex octets, e.g. 02:00:00:aa:bb:01)",
-                truncate(s)
+                "{} is not an Ethernet MAC address (expected six hex octets, e.g. 02:00:00:aa:bb:01)",
+                quoted(s)
             )
         };
         if s.len() > 17 {
@@ -106,12 +106,23 @@ impl<'de> Deserialize<'de> for Mac {
 /// The longest hostname DNS allows; anything longer is not a hostname.
 const MAX_HOSTNAME: usize = 253;
 
-fn truncate(s: &str) -> String {
-    if s.chars().count() > 40 {
-        format!("{}…", s.chars().take(40).collect::<String>())
-    } else {
-        s.to_owned()
+/// How much of a refused value a message quotes, escaped.
+const QUOTED_CHARS: usize = 60;
+
+/// `s` in quotes, escaped as Rust debug-prints it, cut after about [`QUOTED_CHARS`] characters
+/// of the escaped form: a message quotes what it refused, and a hook's input may be long or
+/// unprintable (one character can escape to ten).
+fn quoted(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        if out.chars().count() > QUOTED_CHARS {
+            out.push('…');
+            break;
+        }
+        out.extend(c.escape_debug());
     }
+    out.push('"');
+    out
 }
 
 /// Parses a lease address: a unicast IPv4 address a DHCP server could hand out.
@@ -119,7 +130,7 @@ pub fn parse_lease_ip(s: &str) -> Result<Ipv4Addr, String> {
     let ip: Ipv4Addr = s
         .trim()
         .parse()
-        .map_err(|_| format!("{:?} is not an IPv4 address", truncate(s)))?;
+        .map_err(|_| format!("{} is not an IPv4 address", quoted(s)))?;
     if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
         return Err(format!("{ip} is not an address a DHCP server leases"));
     }
@@ -139,8 +150,8 @@ pub fn parse_hostname(s: &str) -> Result<String, String> {
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
         return Err(format!(
-            "the hostname {:?} holds {bad:?}; only letters, digits, '-', '_' and '.' are allowed",
-            truncate(s)
+            "the hostname {} holds {bad:?}; only letters, digits, '-', '_' and '.' are allowed",
+            quoted(s)
         ));
     }
     Ok(s.to_owned())
@@ -156,12 +167,7 @@ pub struct Subnet {
 impl FromStr for Subnet {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || {
-            format!(
-                "{:?} is not an IPv4 subnet (e.g. 10.213.0.0/24)",
-                truncate(s)
-            )
-        };
+        let bad = || format!("{} is not an IPv4 subnet (e.g. 10.213.0.0/24)", quoted(s));
         let (network, len) = s.trim().split_once('/').ok_or_else(bad)?;
         let network: Ipv4Addr = network.parse().map_err(|_| bad())?;
         // `u8::from_str` takes a sign (`+24`): only plain digits are a length.
