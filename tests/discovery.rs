@@ -180,7 +180,10 @@ async fn lease_renew_release(server: Server, tag: &str) {
     assert_eq!(journal.len(), 3, "{journal:?}");
     assert_eq!(api.moves(srv.device, "racked", "discovered").await, 1);
 
-    // A renewal: the hook runs, the drain finds nothing new and writes nothing.
+    // A renewal: the hook runs, the drain finds nothing new and writes nothing. (The first
+    // lease counts as unchanged instead of applied when a loaded NetBox made its last write
+    // but the answer missed the client's timeout: its retry found nothing left to do.)
+    let applied = count(dir.path(), "applied");
     let handled = count(dir.path(), "applied")
         + count(dir.path(), "unchanged")
         + count(dir.path(), "superseded");
@@ -202,7 +205,12 @@ async fn lease_renew_release(server: Server, tag: &str) {
             .then_some(())
     })
     .await;
-    assert_eq!(count(dir.path(), "applied"), 1, "{}", counters(dir.path()));
+    assert_eq!(
+        count(dir.path(), "applied"),
+        applied,
+        "{}",
+        counters(dir.path())
+    );
     assert_eq!(api.journal(srv.device).await.len(), 3);
     assert_eq!(api.changes(srv.device).await.len(), changes_before);
     assert_eq!(
