@@ -8,7 +8,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config};
-use crate::dhcp::{self, Ignored, IgnoredLease, LeaseEvent, LeaseEventKind, Mac, Spool, Subnet};
+use crate::dhcp::{
+    self, Ignored, IgnoredLease, LeaseEvent, LeaseEventKind, Listing, Mac, NetBoxSink, Spool,
+    Subnet,
+};
 use crate::netbox::{self, NetBoxClient};
 
 #[derive(Debug, Parser)]
@@ -99,9 +102,9 @@ enum SpoolCommand {
     Unknown,
     /// Leases from BMCs of devices racklift does not manage (not enrolled, or out of scope).
     Unmanaged,
-    /// Events NetBox refused, with the reason.
+    /// Leases NetBox refused (no prefix holds the address, a 4xx), per MAC, with the reason.
     Rejected,
-    /// Move rejected events back to pending (after fixing the cause in NetBox).
+    /// Move rejected leases back to pending (after fixing the cause in NetBox).
     Requeue,
 }
 
@@ -131,6 +134,19 @@ pub fn init_logging() {
 }
 
 impl Cli {
+    /// The command line, or exit 2 with the mistake on one line: a DHCP server logs its hook's
+    /// stderr line by line, and clap's usage block would bury the reason. `--help` and
+    /// `--version` print as usual.
+    pub fn parse_or_exit() -> Self {
+        Self::try_parse().unwrap_or_else(|error| {
+            if !error.use_stderr() {
+                error.exit();
+            }
+            eprintln!("racklift: {}", one_line(&error.to_string()));
+            std::process::exit(2)
+        })
+    }
+
     pub fn run(self) -> anyhow::Result<ExitCode> {
         if matches!(self.command, Command::DhcpDrain) {
             close_inherited_fds();
@@ -154,6 +170,19 @@ impl Cli {
     }
 }
 
+/// clap's message up to its first blank line (what went wrong, without the usage and the
+/// `--help` hint), its lines joined.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        // A value quoted back (clap quotes invalid ones as given) may hold control characters.
+        .replace(char::is_control, " ")
+}
+
 /// Spools the event and starts a drain without waiting for it: the DHCP server gets control
 /// back in milliseconds whatever NetBox does (ISC dhcpd blocks entirely while a hook runs).
 fn lease(
@@ -172,15 +201,23 @@ fn lease(
         received_at: chrono::Utc::now(),
     };
     spool.push(&event)?;
-    if let Err(e) = start_drain(&spool, config_path) {
+    if let Err(e) = start_drain(&spool, config_path, config.dhcp.log_limit_bytes) {
         // The event is safe in the spool; the drain timer takes it.
         eprintln!("racklift dhcp-lease: spooled, but could not start a drain: {e:#}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn start_drain(spool: &Spool, config_path: &std::path::Path) -> anyhow::Result<()> {
+fn start_drain(
+    spool: &Spool,
+    config_path: &std::path::Path,
+    log_limit_bytes: u64,
+) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
+    // A log that cannot be rotated is no reason to leave the event without a drain.
+    if let Err(e) = spool.rotate_log(log_limit_bytes) {
+        eprintln!("racklift dhcp-lease: {}", crate::error_chain(&e));
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -229,7 +266,11 @@ async fn drain(config: &Config) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let client = NetBoxClient::new(&config.netbox)?;
-    let report = dhcp::drain(&client, &spool, &config.dhcp, &config.scope).await?;
+    let sink = NetBoxSink {
+        client: &client,
+        scope: &config.scope,
+    };
+    let report = dhcp::drain(&sink, &spool, &config.dhcp).await?;
     if report.ran {
         let c = report.counters;
         tracing::info!(
@@ -241,6 +282,7 @@ async fn drain(config: &Config) -> anyhow::Result<ExitCode> {
             rejected = c.rejected,
             conflicts = c.conflicts,
             left = report.left,
+            rounds = report.rounds,
             "drain finished"
         );
     } else {
@@ -254,11 +296,28 @@ fn spool_report(config: &Config, command: Option<SpoolCommand>) -> anyhow::Resul
     match command.unwrap_or(SpoolCommand::Status) {
         SpoolCommand::Status => {
             let c = spool.counters()?;
+            let [unknown, unmanaged, rejected] = Ignored::ALL.map(|kind| spool.ignored(kind));
+            let (unknown, unmanaged, rejected) = (unknown?, unmanaged?, rejected?);
             println!("spool        {}", spool.root().display());
-            println!("pending      {}", spool.pending()?.len());
-            println!("unknown MACs {}", spool.ignored(Ignored::Unknown)?.len());
-            println!("not managed  {}", spool.ignored(Ignored::Unmanaged)?.len());
-            println!("rejected     {}", spool.rejected()?.len());
+            println!("pending      {}", spool.pending_files()?.len());
+            println!("unknown MACs {}", unknown.items.len());
+            println!("not managed  {}", unmanaged.items.len());
+            println!("rejected     {}", rejected.items.len());
+            let corrupt = spool.corrupt_count()?;
+            let mut unreadable: Vec<String> = [&unknown, &unmanaged, &rejected]
+                .into_iter()
+                .filter(|l| l.unreadable > 0)
+                .map(|l| format!("{} in {}", l.unreadable, l.dir.display()))
+                .collect();
+            if corrupt > 0 {
+                unreadable.push(format!(
+                    "{corrupt} pending set aside in {}",
+                    spool.corrupt_dir().display()
+                ));
+            }
+            if !unreadable.is_empty() {
+                println!("unreadable   {} (not listed)", unreadable.join(", "));
+            }
             println!(
                 "counters     applied {} unchanged {} superseded {} unknown {} not managed {} rejected {} conflicts {}",
                 c.applied,
@@ -272,36 +331,44 @@ fn spool_report(config: &Config, command: Option<SpoolCommand>) -> anyhow::Resul
         }
         SpoolCommand::Unknown => print_ignored(&spool.ignored(Ignored::Unknown)?),
         SpoolCommand::Unmanaged => print_ignored(&spool.ignored(Ignored::Unmanaged)?),
-        SpoolCommand::Rejected => {
-            for r in spool.rejected()? {
-                println!(
-                    "{}  {} {} {}: {}",
-                    r.at.format("%Y-%m-%d %H:%M:%SZ"),
-                    r.event.kind.as_str(),
-                    r.event.mac,
-                    r.event.ip,
-                    r.reason
-                );
-            }
+        SpoolCommand::Rejected => print_ignored(&spool.ignored(Ignored::Rejected)?),
+        SpoolCommand::Requeue => {
+            let requeued = spool.requeue_rejected()?;
+            println!("{} leases back to pending", requeued.items.len());
+            print_unreadable(&requeued);
         }
-        SpoolCommand::Requeue => println!("{} events back to pending", spool.requeue_rejected()?),
     }
     Ok(())
 }
 
-fn print_ignored(leases: &[IgnoredLease]) {
+fn print_ignored(leases: &Listing<IgnoredLease>) {
     println!(
-        "{:<17}  {:<15}  {:<20}  {:>5}  REASON",
-        "MAC", "IP", "LAST SEEN", "COUNT"
+        "{:<17}  {:<15}  {:<7}  {:<20}  {:<20}  {:>5}  REASON",
+        "MAC", "IP", "EVENT", "FIRST SEEN", "LAST SEEN", "COUNT"
     );
-    for u in leases {
+    let time = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%SZ").to_string();
+    for u in &leases.items {
         println!(
-            "{:<17}  {:<15}  {:<20}  {:>5}  {}",
+            "{:<17}  {:<15}  {:<7}  {:<20}  {:<20}  {:>5}  {}",
             u.event.mac,
             u.event.ip,
-            u.event.received_at.format("%Y-%m-%d %H:%M:%SZ"),
+            u.event.kind.as_str(),
+            time(u.first_seen),
+            time(u.last_seen()),
             u.count,
             u.reason
+        );
+    }
+    print_unreadable(leases);
+}
+
+/// Files a listing skipped: said, never an error, so one bad file cannot hide the rest.
+fn print_unreadable<T>(listing: &Listing<T>) {
+    if listing.unreadable > 0 {
+        println!(
+            "({} unreadable files in {} were skipped)",
+            listing.unreadable,
+            listing.dir.display()
         );
     }
 }
@@ -336,4 +403,117 @@ async fn apply(config: &Config, check: bool, from: Option<PathBuf>) -> anyhow::R
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mistake_is_reported_on_one_line() {
+        for args in [
+            &[
+                "racklift",
+                "dhcp-lease",
+                "--event",
+                "commit",
+                "--mac",
+                "0é000000000",
+                "--ip",
+                "10.0.0.1",
+            ][..],
+            &[
+                "racklift",
+                "dhcp-lease",
+                "--event",
+                "commit",
+                "--mac",
+                "02:00:00:00:00:01",
+            ],
+            &["racklift", "dhcp-lease", "--event", "lease\n\nUsage"],
+            &["racklift", "dhcp-lease", "--bogus"],
+        ] {
+            let error = Cli::try_parse_from(args).expect_err("a mistake");
+            let line = one_line(&error.to_string());
+            assert!(line.starts_with("error: "), "{line}");
+            assert!(!line.contains('\n') && !line.contains("Usage"), "{line}");
+        }
+        let error = Cli::try_parse_from(["racklift", "dhcp-lease", "--event", "commit"])
+            .expect_err("missing");
+        assert!(one_line(&error.to_string()).contains("--mac <MAC>"));
+    }
+
+    /// `PROPTEST_CASES=100000 cargo test --release --lib properties::` runs these longer.
+    mod properties {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn flag() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => prop::sample::select(vec![
+                    "--event", "--mac", "--ip", "--hostname", "--subnet", "--server", "--config",
+                    "--help", "--version", "-h", "--", "-",
+                ])
+                .prop_map(str::to_owned),
+                1 => any::<String>(),
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = OsString> {
+            prop_oneof![
+                2 => prop::sample::select(vec![
+                    "commit", "renew", "release", "expire", "02:00:00:aa:bb:01", "0é000000000",
+                    "10.213.0.100", "10.213.0.0/24", "bmc-01", "", "--mac",
+                ])
+                .prop_map(OsString::from),
+                2 => "[0-9a-fé:.+-]{10,17}".prop_map(OsString::from),
+                2 => any::<String>().prop_map(OsString::from),
+                1 => any::<Vec<u8>>().prop_map(OsString::from_vec),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn dhcp_lease_arguments_never_panic(
+                mac in dhcp::tests::properties::mac_like(),
+                args in prop::collection::vec((flag(), value(), any::<bool>()), 0..8)
+            ) {
+                // A call as the hook scripts make it, its MAC anything, then anything at all.
+                let mut argv: Vec<OsString> = ["racklift", "dhcp-lease", "--event", "commit", "--ip", "10.213.0.100", "--mac"]
+                    .into_iter()
+                    .map(OsString::from)
+                    .collect();
+                argv.push(mac.into());
+                for (flag, value, joined) in args {
+                    if joined {
+                        let mut arg = OsString::from(format!("{flag}="));
+                        arg.push(&value);
+                        argv.push(arg);
+                    } else {
+                        argv.push(flag.into());
+                        argv.push(value);
+                    }
+                }
+                match Cli::try_parse_from(&argv) {
+                    Ok(cli) => {
+                        let Command::DhcpLease(lease) = cli.command else {
+                            return Err(TestCaseError::fail("another subcommand"));
+                        };
+                        // What parsed went through the checks: it reads back the same.
+                        prop_assert_eq!(lease.mac.to_string().parse::<Mac>(), Ok(lease.mac));
+                        prop_assert!(lease.hostname.0.is_none_or(|h| dhcp::parse_hostname(&h).is_ok()));
+                    }
+                    Err(error) => {
+                        let line = one_line(&error.to_string());
+                        prop_assert!(!line.contains('\n'), "{}", line);
+                        prop_assert!(!error.use_stderr() || line.starts_with("error: "), "{}", line);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -311,6 +311,14 @@ pub struct DhcpConfig {
     pub backoff_base: Duration,
     #[serde(default = "default_drain_backoff_max", with = "humantime_serde")]
     pub backoff_max: Duration,
+    /// The most MACs each of the spool's lists (unknown/, unmanaged/, rejected/) keeps, and the
+    /// most unreadable files kept in corrupt/: past it the least recently seen go. A DHCP host
+    /// sees whatever MACs its network has; the spool's disk use must not follow them.
+    #[serde(default = "default_record_limit")]
+    pub record_limit: usize,
+    /// `drain.log` is moved to `drain.log.1` when a hook run finds it past this size.
+    #[serde(default = "default_log_limit_bytes")]
+    pub log_limit_bytes: u64,
 }
 
 impl Default for DhcpConfig {
@@ -320,6 +328,8 @@ impl Default for DhcpConfig {
             drain_timeout: default_drain_timeout(),
             backoff_base: default_backoff_base(),
             backoff_max: default_drain_backoff_max(),
+            record_limit: default_record_limit(),
+            log_limit_bytes: default_log_limit_bytes(),
         }
     }
 }
@@ -510,6 +520,12 @@ fn default_drain_timeout() -> Duration {
 fn default_drain_backoff_max() -> Duration {
     Duration::from_secs(30)
 }
+fn default_record_limit() -> usize {
+    10_000
+}
+fn default_log_limit_bytes() -> u64 {
+    1024 * 1024
+}
 
 fn yes() -> bool {
     true
@@ -632,6 +648,11 @@ impl Config {
                 "bmc.tls_verify: false would turn TLS verification off for every BMC: set it per site (bmc.sites.<slug>.tls_verify) or per device (bmc.devices.<name>.tls_verify), or give the BMCs' CA in bmc.ca_file".into(),
             ));
         }
+        if raw.dhcp.record_limit == 0 {
+            return Err(ConfigError::Invalid(
+                "dhcp.record_limit must be at least 1".into(),
+            ));
+        }
         let token = raw.netbox.token.resolve(
             "the NetBox API token",
             "netbox.token.file",
@@ -710,6 +731,8 @@ mod tests {
             config.dhcp.spool_dir,
             PathBuf::from("/var/spool/racklift/dhcp")
         );
+        assert_eq!(config.dhcp.record_limit, 10_000);
+        assert_eq!(config.dhcp.log_limit_bytes, 1024 * 1024);
         assert!(config.netbox.tls_verify);
         assert_eq!(config.webhook.path, "/hooks/netbox");
         assert_eq!(config.webhook.body_limit_bytes, 1024 * 1024);
@@ -719,6 +742,39 @@ mod tests {
             Duration::from_secs(1800)
         );
         assert_eq!(config.listen, default_listen());
+    }
+
+    #[test]
+    fn the_examples_dhcp_section_uncommented_parses_to_the_defaults() {
+        let example = include_str!("../racklift.example.yaml");
+        let section: String = example
+            .lines()
+            .skip_while(|l| !l.starts_with("# dhcp:"))
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        assert!(section.contains("record_limit"), "{section}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t").expect("write");
+        let yaml = format!(
+            "netbox: {{url: 'https://nb.example', token: {{file: {}}}}}\n{section}",
+            token.display()
+        );
+        let dhcp = Config::parse(&yaml, Path::new("x.yaml"))
+            .expect("parses")
+            .dhcp;
+        let defaults = DhcpConfig::default();
+        assert_eq!(dhcp.spool_dir, defaults.spool_dir);
+        assert_eq!(dhcp.drain_timeout, defaults.drain_timeout);
+        assert_eq!(
+            (dhcp.backoff_base, dhcp.backoff_max),
+            (defaults.backoff_base, defaults.backoff_max)
+        );
+        assert_eq!(
+            (dhcp.record_limit, dhcp.log_limit_bytes),
+            (defaults.record_limit, defaults.log_limit_bytes)
+        );
     }
 
     #[test]

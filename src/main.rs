@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// No argument racklift takes is longer; a longer one (a hook fed garbage) is refused before
 /// parsing, so error messages stay short.
 const MAX_ARG_BYTES: usize = 4096;
@@ -16,7 +14,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let cli = racklift::cli::Cli::parse();
+    let cli = racklift::cli::Cli::parse_or_exit();
     racklift::cli::init_logging();
     match cli.run() {
         Ok(code) => code,

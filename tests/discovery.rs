@@ -10,7 +10,8 @@ use std::path::Path;
 use common::dhcp::{Lan, SUBNET, Server};
 use common::proxy::Proxy;
 use common::{
-    Api, Options, Racklift, Site, journal_texts, lifecycle, racklift, wait_for, write_hook_config,
+    Api, Options, Racklift, Site, journal_texts, lifecycle, racklift, wait_for, wait_lifecycle,
+    write_hook_config,
 };
 use serde_json::{Value, json};
 
@@ -179,7 +180,10 @@ async fn lease_renew_release(server: Server, tag: &str) {
     assert_eq!(journal.len(), 3, "{journal:?}");
     assert_eq!(api.moves(srv.device, "racked", "discovered").await, 1);
 
-    // A renewal: the hook runs, the drain finds nothing new and writes nothing.
+    // A renewal: the hook runs, the drain finds nothing new and writes nothing. (The first
+    // lease counts as unchanged instead of applied when a loaded NetBox made its last write
+    // but the answer missed the client's timeout: its retry found nothing left to do.)
+    let applied = count(dir.path(), "applied");
     let handled = count(dir.path(), "applied")
         + count(dir.path(), "unchanged")
         + count(dir.path(), "superseded");
@@ -201,7 +205,12 @@ async fn lease_renew_release(server: Server, tag: &str) {
             .then_some(())
     })
     .await;
-    assert_eq!(count(dir.path(), "applied"), 1, "{}", counters(dir.path()));
+    assert_eq!(
+        count(dir.path(), "applied"),
+        applied,
+        "{}",
+        counters(dir.path())
+    );
     assert_eq!(api.journal(srv.device).await.len(), 3);
     assert_eq!(api.changes(srv.device).await.len(), changes_before);
     assert_eq!(
@@ -247,6 +256,268 @@ async fn isc_dhcpd_lease_renewal_and_release_reach_netbox() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dnsmasq_lease_renewal_and_release_reach_netbox() {
     lease_renew_release(Server::Dnsmasq, "d").await;
+}
+
+/// A configuration for hook runs that never reach NetBox (bad input is refused before
+/// anything is spooled, or the test serves its own stand-in).
+fn offline_hook_config(dir: &Path, netbox_url: &str, extra: &str) -> std::path::PathBuf {
+    common::dhcp::hook_config(
+        dir,
+        netbox_url,
+        "0123456789abcdef0123456789abcdef01234567",
+        extra,
+    )
+}
+
+#[test]
+fn bad_hook_input_exits_2_with_one_line_and_spools_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Nothing listens on port 9: no drain may start, and none is needed.
+    let hook = offline_hook_config(dir.path(), "http://127.0.0.1:9", "");
+    let mac = fresh_mac();
+    let lease = |args: &[&str]| {
+        let mut all = vec!["dhcp-lease", "--server", "test"];
+        all.extend_from_slice(args);
+        racklift(&hook, &all)
+    };
+    let huge = "a".repeat(100_000);
+    for (args, message) in [
+        (
+            vec![
+                "--event",
+                "commit",
+                "--mac",
+                "zz:00:00:b1:00:01",
+                "--ip",
+                "10.213.0.50",
+            ],
+            "is not an Ethernet MAC address",
+        ),
+        // A multi-byte character where a byte-sliced parse would cut it (it panicked: exit 101).
+        (
+            vec![
+                "--event",
+                "commit",
+                "--mac",
+                "0é000000000",
+                "--ip",
+                "10.213.0.50",
+            ],
+            "is not an Ethernet MAC address",
+        ),
+        (
+            vec!["--event", "commit", "--mac", &mac, "--ip", "10.213.0.300"],
+            "is not an IPv4 address",
+        ),
+        (vec!["--event", "commit", "--mac", &mac], "--ip <IP>"),
+        (
+            vec!["--event", "lease", "--mac", &mac, "--ip", "10.213.0.50"],
+            "invalid value 'lease'",
+        ),
+        (
+            vec!["--event", "commit", "--mac", &huge, "--ip", "10.213.0.50"],
+            "at most 4096 are allowed",
+        ),
+        (
+            vec![
+                "--event",
+                "commit",
+                "--mac",
+                &mac,
+                "--ip",
+                "10.213.0.50",
+                "--hostname",
+                &huge,
+            ],
+            "at most 4096 are allowed",
+        ),
+        (
+            vec![
+                "--event",
+                "commit",
+                "--mac",
+                &mac,
+                "--ip",
+                "10.213.0.50",
+                "--hostname",
+                &huge[..300],
+            ],
+            "at most 253",
+        ),
+        (
+            vec![
+                "--event",
+                "commit",
+                "--mac",
+                &huge[..40],
+                "--ip",
+                "10.213.0.50",
+            ],
+            "is not an Ethernet MAC address",
+        ),
+        (
+            vec![
+                "--event",
+                "commit",
+                "--mac",
+                &mac,
+                "--ip",
+                "10.213.0.50",
+                "--hostname",
+                "a;b",
+            ],
+            "only letters",
+        ),
+    ] {
+        let out = lease(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{:?}: {stderr}", &args[..2]);
+        assert!(stderr.len() < 2000, "the message stays readable");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "one line in the DHCP server's log: {stderr}"
+        );
+        assert!(stderr.starts_with("racklift: error: "), "{stderr}");
+        assert_eq!(pending(dir.path()), 0);
+    }
+}
+
+/// Spools `n` commits from distinct fresh MACs, as many hook runs would have.
+fn spool_commits(spool_dir: &Path, n: usize) {
+    let spool = racklift::dhcp::Spool::open(spool_dir).expect("spool");
+    let start = chrono::Utc::now();
+    for i in 0..n {
+        spool
+            .push(&racklift::dhcp::LeaseEvent {
+                kind: racklift::dhcp::LeaseEventKind::Commit,
+                mac: fresh_mac().parse().expect("mac"),
+                ip: "10.213.0.100".parse().expect("ip"),
+                hostname: None,
+                subnet: None,
+                server: "test".into(),
+                received_at: start + chrono::Duration::microseconds(i64::try_from(i).expect("n")),
+            })
+            .expect("push");
+    }
+}
+
+fn files_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.filter_map(Result::ok).count())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_spool_is_drained_in_one_round_into_a_bounded_list() {
+    let netbox = common::dhcp::NoMacsNetBox::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = offline_hook_config(dir.path(), &netbox.url, "  record_limit: 100\n");
+    spool_commits(&dir.path().join("spool"), 300);
+
+    let drained = racklift(&hook, &["dhcp-drain"]);
+    let log = String::from_utf8_lossy(&drained.stderr);
+    assert!(drained.status.success(), "{log}");
+    assert!(
+        log.contains("unknown=300") && log.contains("rounds=1"),
+        "{log}"
+    );
+    assert_eq!(netbox.lookups(), 300, "one NetBox call per MAC");
+    assert_eq!(pending(dir.path()), 0);
+    assert_eq!(
+        files_in(&dir.path().join("spool/unknown")),
+        100,
+        "dhcp.record_limit holds"
+    );
+    let status = racklift(&hook, &["dhcp-spool"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("unknown MACs 100"), "{status}");
+    assert!(status.contains("unknown 300"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreadable_spool_files_never_break_dhcp_spool() {
+    let netbox = common::dhcp::NoMacsNetBox::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = offline_hook_config(dir.path(), &netbox.url, "");
+    let spool = dir.path().join("spool");
+    racklift::dhcp::Spool::open(&spool).expect("spool");
+    std::fs::write(
+        spool.join("pending/00000000000000000001-1-0.json"),
+        b"{\"kind\": ",
+    )
+    .expect("write");
+    std::fs::write(spool.join("rejected/02-00-00-00-00-01.json"), b"\xff").expect("write");
+    std::fs::write(spool.join("unknown/02-00-00-00-00-02.json"), b"").expect("write");
+
+    let drained = racklift(&hook, &["dhcp-drain"]);
+    assert!(
+        drained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&drained.stderr)
+    );
+    assert_eq!(pending(dir.path()), 0, "the unreadable event is set aside");
+    for (args, says) in [
+        (vec!["dhcp-spool"], "unreadable"),
+        (vec!["dhcp-spool", "rejected"], "1 unreadable files in"),
+        (vec!["dhcp-spool", "unknown"], "1 unreadable files in"),
+        (vec!["dhcp-spool", "requeue"], "0 leases back to pending"),
+    ] {
+        let out = racklift(&hook, &args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(says), "{args:?}: {stdout}");
+    }
+    let status = racklift(&hook, &["dhcp-spool"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains(&format!(
+            "1 pending set aside in {}",
+            spool.join("corrupt").display()
+        )),
+        "{status}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_drain_log_is_rotated_before_it_grows_past_its_limit() {
+    let netbox = common::dhcp::NoMacsNetBox::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hook = offline_hook_config(dir.path(), &netbox.url, "");
+    let log = dir.path().join("spool/drain.log");
+    std::fs::create_dir_all(dir.path().join("spool")).expect("spool");
+    // Past the default dhcp.log_limit_bytes (1 MiB).
+    std::fs::write(&log, vec![b'x'; 1024 * 1024 + 1]).expect("log");
+
+    let out = racklift(
+        &hook,
+        &[
+            "dhcp-lease",
+            "--event",
+            "commit",
+            "--mac",
+            &fresh_mac(),
+            "--ip",
+            "10.213.0.100",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the hook's drain to finish", || async {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("drain finished"))
+            .then_some(())
+    })
+    .await;
+    let rotated = std::fs::metadata(dir.path().join("spool/drain.log.1")).expect("rotated");
+    assert_eq!(rotated.len(), 1024 * 1024 + 1);
+    assert!(std::fs::metadata(&log).expect("new log").len() < 64 * 1024);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -344,7 +615,7 @@ async fn with_netbox_unreachable_leases_are_spooled_and_the_latest_of_each_mac_l
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn bad_hook_input_is_refused_and_unknown_or_data_macs_write_nothing() {
+async fn unknown_or_data_macs_write_nothing_and_refusals_are_journaled_once() {
     let api = Api::new();
     let site = Site::new(&api, "hookin").await;
     let mac = fresh_mac();
@@ -359,91 +630,6 @@ async fn bad_hook_input_is_refused_and_unknown_or_data_macs_write_nothing() {
         all.extend_from_slice(args);
         racklift(&hook, &all)
     };
-    let huge = "a".repeat(100_000);
-    for (args, message) in [
-        (
-            vec![
-                "--event",
-                "commit",
-                "--mac",
-                "zz:00:00:b1:00:01",
-                "--ip",
-                "10.213.0.50",
-            ],
-            "is not an Ethernet MAC address",
-        ),
-        (
-            vec!["--event", "commit", "--mac", &mac, "--ip", "10.213.0.300"],
-            "is not an IPv4 address",
-        ),
-        (vec!["--event", "commit", "--mac", &mac], "--ip <IP>"),
-        (
-            vec!["--event", "lease", "--mac", &mac, "--ip", "10.213.0.50"],
-            "invalid value 'lease'",
-        ),
-        (
-            vec!["--event", "commit", "--mac", &huge, "--ip", "10.213.0.50"],
-            "at most 4096 are allowed",
-        ),
-        (
-            vec![
-                "--event",
-                "commit",
-                "--mac",
-                &mac,
-                "--ip",
-                "10.213.0.50",
-                "--hostname",
-                &huge,
-            ],
-            "at most 4096 are allowed",
-        ),
-        (
-            vec![
-                "--event",
-                "commit",
-                "--mac",
-                &mac,
-                "--ip",
-                "10.213.0.50",
-                "--hostname",
-                &huge[..300],
-            ],
-            "at most 253",
-        ),
-        (
-            vec![
-                "--event",
-                "commit",
-                "--mac",
-                &huge[..40],
-                "--ip",
-                "10.213.0.50",
-            ],
-            "is not an Ethernet MAC address",
-        ),
-        (
-            vec![
-                "--event",
-                "commit",
-                "--mac",
-                &mac,
-                "--ip",
-                "10.213.0.50",
-                "--hostname",
-                "a;b",
-            ],
-            "only letters",
-        ),
-    ] {
-        let out = lease(&args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(stderr.contains(message), "{:?}: {stderr}", &args[..2]);
-        assert!(stderr.len() < 2000, "the message stays readable");
-        assert_eq!(pending(dir.path()), 0);
-    }
-
     // A MAC NetBox does not have, and one on a data interface: spooled, then kept aside.
     for (mac, ip) in [
         (unknown.as_str(), "10.213.0.60"),
@@ -500,7 +686,10 @@ async fn bad_hook_input_is_refused_and_unknown_or_data_macs_write_nothing() {
     let journal = journal_texts(&api.journal(srv.device).await);
     assert_eq!(journal.len(), 1, "{journal:?}");
     assert!(
-        journal[0].starts_with("warning: racklift: DHCP lease 10.213.0.70 conflicts"),
+        journal[0].starts_with(&format!(
+            "warning: racklift: DHCP lease 10.213.0.70 (BMC interface bmc ({})) conflicts",
+            mac.to_uppercase()
+        )),
         "{journal:?}"
     );
     assert!(
@@ -530,6 +719,71 @@ async fn bad_hook_input_is_refused_and_unknown_or_data_macs_write_nothing() {
             .expect("entry")
             .contains("Add the prefix in NetBox IPAM"),
         "{journal:?}"
+    );
+
+    // Its renewals, as Kea reports them (renew and commit, from another server name too), and
+    // the operator's requeue before the prefix exists: one journal entry and one record, counted.
+    for (n, (kind, server)) in [("renew", "kea"), ("commit", "kea"), ("renew", "other")]
+        .into_iter()
+        .enumerate()
+    {
+        let out = racklift(
+            &hook,
+            &[
+                "dhcp-lease",
+                "--server",
+                server,
+                "--event",
+                kind,
+                "--mac",
+                &mac,
+                "--ip",
+                "10.213.9.5",
+            ],
+        );
+        assert!(out.status.success());
+        wait_for("the renewal to be set aside", || async {
+            (count(dir.path(), "rejected") == 2 + n as u64 && pending(dir.path()) == 0)
+                .then_some(())
+        })
+        .await;
+    }
+    let rejected_line = || {
+        let listed = racklift(&hook, &["dhcp-spool", "rejected"]);
+        let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+        listed
+            .lines()
+            .find(|l| l.starts_with(&mac.to_uppercase()))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("{listed}"))
+    };
+    assert!(
+        rejected_line().contains(" 4  racklift: DHCP lease 10.213.9.5"),
+        "counted: {}",
+        rejected_line()
+    );
+    let requeued = racklift(&hook, &["dhcp-spool", "requeue"]);
+    assert!(String::from_utf8_lossy(&requeued.stdout).contains("1 leases back to pending"));
+    racklift(&hook, &["dhcp-drain"]);
+    wait_for("the requeued lease to be set aside again", || async {
+        (count(dir.path(), "rejected") == 5 && pending(dir.path()) == 0).then_some(())
+    })
+    .await;
+    let refusals: Vec<String> = journal_texts(&api.journal(srv.device).await)
+        .into_iter()
+        .filter(|j| j.contains("not recorded"))
+        .collect();
+    assert_eq!(refusals.len(), 1, "journaled once: {refusals:?}");
+    assert_eq!(
+        files_in(&dir.path().join("spool/rejected")),
+        1,
+        "one record per MAC"
+    );
+    // The requeued lease starts a new record: its count is its own.
+    let line = rejected_line();
+    assert!(
+        line.contains(" 1  racklift: DHCP lease 10.213.9.5"),
+        "{line}"
     );
 }
 
@@ -603,4 +857,84 @@ async fn concurrent_hook_runs_for_one_lease_write_netbox_once() {
         stray.is_empty(),
         "no temp or half-written files left: {stray:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_netbox_answers_5xx_for_does_not_hold_up_the_other_macs() {
+    let api = Api::new();
+    let site = Site::new(&api, "hol").await;
+    let (bad_mac, mac_a, mac_b) = (fresh_mac(), fresh_mac(), fresh_mac());
+    let bad = server_with_bmc(&api, &site, "bad", &bad_mac).await;
+    let a = server_with_bmc(&api, &site, "a", &mac_a).await;
+    let b = server_with_bmc(&api, &site, "b", &mac_b).await;
+    lease_prefix(&api, &site).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = Proxy::start(lab_addr()).await;
+    let hook = write_hook_config(dir.path(), &proxy.url());
+    let lease = |mac: &str, ip: &str| {
+        let out = racklift(
+            &hook,
+            &[
+                "dhcp-lease",
+                "--server",
+                "test",
+                "--event",
+                "commit",
+                "--mac",
+                mac,
+                "--ip",
+                ip,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    // NetBox fails every lookup of the bad device's MAC (racklift sends it upper-case,
+    // form-encoded), and nothing else.
+    let lookup: String =
+        url::form_urlencoded::byte_serialize(bad_mac.to_uppercase().as_bytes()).collect();
+    proxy.refuse_requests_with(&format!("mac_address={lookup}"));
+    lease(&bad_mac, "10.213.0.50");
+    wait_for("the drain to meet the 503", || async {
+        (proxy.refused() >= 1).then_some(())
+    })
+    .await;
+    // Later leases of other MACs, each starting a drain that finds the first at work.
+    lease(&mac_a, "10.213.0.51");
+    lease(&mac_b, "10.213.0.52");
+    for srv in [&a, &b] {
+        wait_lifecycle(&api, srv.device, "discovered").await;
+    }
+    // The bad device's lease waits, spooled (A's and B's leave once NetBox has them).
+    wait_for("A's and B's events to leave the spool", || async {
+        (pending(dir.path()) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        lifecycle(&api.device(bad.device).await).as_deref(),
+        Some("racked")
+    );
+    let tries = proxy.refused();
+    wait_for("the bad lease to be retried", || async {
+        (proxy.refused() > tries).then_some(())
+    })
+    .await;
+
+    // NetBox recovers for it: the same drain's next retry takes it.
+    proxy.stop_refusing();
+    wait_lifecycle(&api, bad.device, "discovered").await;
+    // (A write whose answer a loaded NetBox lost to the client's timeout is retried and then
+    // finds nothing new: it counts as unchanged.)
+    wait_for("the spool to empty", || async {
+        let done = count(dir.path(), "applied") + count(dir.path(), "unchanged");
+        (pending(dir.path()) == 0 && done == 3).then_some(())
+    })
+    .await;
+    for srv in [&bad, &a, &b] {
+        assert_eq!(ip_on(&api, srv.bmc).await.len(), 1);
+    }
 }

@@ -293,6 +293,25 @@ fn describe(event: &LeaseEvent, iface: &BmcInterface) -> String {
     )
 }
 
+/// How a warning that is journaled once names the lease: by address, interface and MAC, never
+/// by the event kind, server or hostname. The next event of the same lease (a renewal, Kea's
+/// second report of it, dnsmasq's replay without a hostname) then finds the same text as the
+/// device's latest entry and journals nothing new.
+fn lease_subject(event: &LeaseEvent, iface: &BmcInterface) -> String {
+    format!(
+        "DHCP lease {} (BMC interface {} ({}))",
+        event.ip, iface.name, event.mac
+    )
+}
+
+/// The journal entry for a lease NetBox cannot record.
+fn refusal(event: &LeaseEvent, iface: &BmcInterface, why: &str) -> String {
+    format!(
+        "racklift: {} not recorded: {why}. Add the prefix in NetBox IPAM, then run `racklift dhcp-spool requeue` on the DHCP host.",
+        lease_subject(event, iface)
+    )
+}
+
 /// Makes NetBox match one lease event.
 pub async fn apply_lease(
     client: &NetBoxClient,
@@ -357,12 +376,9 @@ pub async fn apply_lease(
     let prefix = match choose_prefix(&prefixes, device.site_id) {
         Ok(prefix) => prefix.clone(),
         Err(why) => {
-            let text = format!(
-                "racklift: DHCP lease {} not recorded ({about}): {why}. Add the prefix in NetBox IPAM, then run `racklift dhcp-spool requeue` on the DHCP host.",
-                event.ip
-            );
+            let text = refusal(event, &iface, &why);
             client
-                .journal(device.id, JournalKind::Warning, &text)
+                .journal_once(device.id, JournalKind::Warning, &text)
                 .await
                 .map_err(fail("journaling"))?;
             return Ok(LeaseOutcome::Refused(text));
@@ -403,8 +419,8 @@ pub async fn apply_lease(
     let known_id = match &ip_plan {
         IpPlan::Conflict { holder } => {
             let text = format!(
-                "racklift: DHCP lease {} conflicts ({about}): NetBox holds the address on {holder}. Nothing was changed: free or move the address in NetBox, or fix the DHCP server's reservation.",
-                event.ip
+                "racklift: {} conflicts: NetBox holds the address on {holder}. Nothing was changed: free or move the address in NetBox, or fix the DHCP server's reservation.",
+                lease_subject(event, &iface)
             );
             client
                 .journal_once(device.id, JournalKind::Warning, &text)
@@ -555,7 +571,9 @@ async fn find_bmc_interface(
             ],
         )
         .await?;
-    let parse = |v: &Value| -> Option<(BmcInterface, bool)> {
+    // Each interface with what the answer says of it; the device's name only for the message
+    // (the one found is named, never an index into NetBox's answer).
+    let parse = |v: &Value| -> Option<(BmcInterface, bool, String)> {
         Some((
             BmcInterface {
                 id: v.get("id")?.as_u64()?,
@@ -563,21 +581,19 @@ async fn find_bmc_interface(
                 device: DeviceId(v.get("device")?.get("id")?.as_u64()?),
             },
             v.get("mgmt_only").and_then(Value::as_bool).unwrap_or(false),
+            v["device"]["name"].as_str().unwrap_or("?").to_owned(),
         ))
     };
-    let interfaces: Vec<(BmcInterface, bool)> = found.iter().filter_map(parse).collect();
-    let device_name = |v: &Value| v["device"]["name"].as_str().unwrap_or("?").to_owned();
+    let interfaces: Vec<(BmcInterface, bool, String)> = found.iter().filter_map(parse).collect();
     Ok(match interfaces.as_slice() {
         [] => Err(format!(
             "no device interface in NetBox has MAC {}",
             event.mac
         )),
-        [(iface, true)] => Ok(iface.clone()),
-        [(iface, false)] => Err(format!(
-            "MAC {} is on {} {}, which is not a management-only (BMC) interface",
-            event.mac,
-            device_name(&found[0]),
-            iface.name
+        [(iface, true, _)] => Ok(iface.clone()),
+        [(iface, false, device)] => Err(format!(
+            "MAC {} is on {device} {}, which is not a management-only (BMC) interface",
+            event.mac, iface.name
         )),
         many => Err(format!(
             "MAC {} is on {} interfaces in NetBox; racklift needs exactly one",
@@ -635,6 +651,36 @@ mod tests {
             status: status.into(),
             assigned: on.map(|id| ("dcim.interface".to_owned(), id, format!("srv if{id}"))),
         }
+    }
+
+    #[test]
+    fn a_refusal_reads_the_same_for_every_event_of_the_lease() {
+        use crate::dhcp::LeaseEventKind;
+        let event = |kind, server: &str, hostname: Option<&str>| LeaseEvent {
+            kind,
+            mac: "02:00:00:aa:bb:01".parse().expect("mac"),
+            ip: "10.213.9.5".parse().expect("ip"),
+            hostname: hostname.map(str::to_owned),
+            subnet: None,
+            server: server.into(),
+            received_at: Utc::now(),
+        };
+        let why = "no NetBox prefix contains it";
+        let commit = refusal(
+            &event(LeaseEventKind::Commit, "kea", Some("bmc-01")),
+            &iface(),
+            why,
+        );
+        let renew = refusal(
+            &event(LeaseEventKind::Renew, "dnsmasq", None),
+            &iface(),
+            why,
+        );
+        assert_eq!(commit, renew);
+        assert!(
+            commit.contains("10.213.9.5") && commit.contains("02:00:00:AA:BB:01"),
+            "{commit}"
+        );
     }
 
     #[test]

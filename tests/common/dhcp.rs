@@ -7,6 +7,75 @@ use std::process::{Child, Command, Stdio};
 
 use super::{racklift_bin, run_ok as sh, wait_for};
 
+/// A configuration for the DHCP hook side (`dhcp-lease`, `dhcp-drain`, `dhcp-spool`): NetBox at
+/// `netbox_url` with `token`, the spool in `dir/spool`, quick retries, and `extra` lines for
+/// the `dhcp:` section (each indented by two spaces).
+pub fn hook_config(dir: &Path, netbox_url: &str, token: &str, extra: &str) -> PathBuf {
+    let token_file = dir.join("hook-netbox-token");
+    std::fs::write(&token_file, token).expect("token");
+    let config = dir.join("hook.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "netbox:\n  url: {netbox_url}\n  token: {{file: {}}}\n  timeout: 5s\n\
+             dhcp:\n  spool_dir: {}\n  drain_timeout: 120s\n  backoff_base: 200ms\n  backoff_max: 1s\n{extra}",
+            token_file.display(),
+            dir.join("spool").display()
+        ),
+    )
+    .expect("hook config");
+    config
+}
+
+/// A stand-in for NetBox that knows no MAC: every interface lookup answers an empty list at
+/// once, so a test can drain many leases without the lab (each ends in `unknown/`). Counts
+/// the lookups.
+#[derive(Debug)]
+pub struct NoMacsNetBox {
+    pub url: String,
+    lookups: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl NoMacsNetBox {
+    pub async fn start() -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let lookups = std::sync::Arc::new(AtomicUsize::new(0));
+        let app = axum::Router::new().route(
+            "/api/dcim/interfaces/",
+            axum::routing::get({
+                let lookups = lookups.clone();
+                move || async move {
+                    lookups.fetch_add(1, Ordering::SeqCst);
+                    axum::Json(serde_json::json!({"count": 0, "next": null, "previous": null, "results": []}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            url,
+            lookups,
+            server,
+        }
+    }
+
+    pub fn lookups(&self) -> usize {
+        self.lookups.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for NoMacsNetBox {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
 /// The subnet inside every test's namespaces (they are isolated, so tests can share it).
 pub const SUBNET: &str = "10.213.0.0/24";
 const GATEWAY: &str = "10.213.0.1";

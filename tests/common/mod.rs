@@ -716,23 +716,10 @@ impl Drop for Racklift {
     }
 }
 
-/// A configuration for the DHCP hook side (`dhcp-lease`, `dhcp-drain`, `dhcp-spool`): NetBox
-/// at `netbox_url`, the spool in `dir/spool`, quick retries.
+/// A configuration for the DHCP hook side (`dhcp-lease`, `dhcp-drain`, `dhcp-spool`): the lab's
+/// NetBox at `netbox_url` (a proxy, say), the spool in `dir/spool`, quick retries.
 pub fn write_hook_config(dir: &Path, netbox_url: &str) -> PathBuf {
-    let token = dir.join("hook-netbox-token");
-    std::fs::write(&token, &lab().token).expect("token");
-    let config = dir.join("hook.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "netbox:\n  url: {netbox_url}\n  token: {{file: {}}}\n  timeout: 5s\n\
-             dhcp:\n  spool_dir: {}\n  drain_timeout: 120s\n  backoff_base: 200ms\n  backoff_max: 1s\n",
-            token.display(),
-            dir.join("spool").display()
-        ),
-    )
-    .expect("hook config");
-    config
+    dhcp::hook_config(dir, netbox_url, &lab().token, "")
 }
 
 /// Runs a racklift subcommand with `config`.

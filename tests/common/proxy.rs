@@ -1,18 +1,41 @@
 //! A TCP proxy on loopback that a test can cut and restore, to make NetBox (or a BMC)
-//! unreachable for racklift without stopping the shared service.
+//! unreachable for racklift without stopping the shared service; and that can answer `503` to
+//! the requests naming one thing (a MAC), to make NetBox fail for one device only.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
+
+/// What the proxy answers in NetBox's place to a request it refuses.
+const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+Content-Length: 31\r\nConnection: close\r\n\r\nrefused by the test's TCP proxy";
+
+#[derive(Debug, Default)]
+struct Refusing {
+    /// Requests whose bytes hold this are answered `503` (`None`: every request passes).
+    pattern: std::sync::Mutex<Option<Vec<u8>>>,
+    refused: AtomicUsize,
+}
+
+impl Refusing {
+    fn matches(&self, request: &[u8]) -> bool {
+        let pattern = self.pattern.lock().expect("pattern");
+        pattern
+            .as_deref()
+            .is_some_and(|p| request.windows(p.len()).any(|w| w == p))
+    }
+}
 
 #[derive(Debug)]
 pub struct Proxy {
     ip: String,
     pub port: u16,
     open: Arc<AtomicBool>,
+    refusing: Arc<Refusing>,
     links: Arc<Mutex<JoinSet<()>>>,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -29,21 +52,23 @@ impl Proxy {
         let ip = ip.to_owned();
         let port = listener.local_addr().expect("addr").port();
         let open = Arc::new(AtomicBool::new(true));
+        let refusing = Arc::new(Refusing::default());
         let links = Arc::new(Mutex::new(JoinSet::new()));
         let accept = tokio::spawn({
             let open = open.clone();
+            let refusing = refusing.clone();
             let links = links.clone();
             async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
+                while let Ok((inbound, _)) = listener.accept().await {
                     if !open.load(Ordering::SeqCst) {
                         drop(inbound);
                         continue;
                     }
                     let target = target.clone();
+                    let refusing = refusing.clone();
                     links.lock().await.spawn(async move {
-                        if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        if let Ok(outbound) = TcpStream::connect(&target).await {
+                            link(inbound, outbound, &refusing).await;
                         }
                     });
                 }
@@ -53,9 +78,26 @@ impl Proxy {
             ip,
             port,
             open,
+            refusing,
             links,
             accept,
         }
+    }
+
+    /// Answers `503` in NetBox's place to every request holding `pattern` (in its request line
+    /// or headers), from the next request on; the others pass as before.
+    pub fn refuse_requests_with(&self, pattern: &str) {
+        *self.refusing.pattern.lock().expect("pattern") = Some(pattern.as_bytes().to_vec());
+    }
+
+    /// Lets every request pass again.
+    pub fn stop_refusing(&self) {
+        *self.refusing.pattern.lock().expect("pattern") = None;
+    }
+
+    /// How many requests were answered `503`.
+    pub fn refused(&self) -> usize {
+        self.refusing.refused.load(Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {
@@ -76,5 +118,34 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.accept.abort();
+    }
+}
+
+/// Copies both ways until either side closes. A client's request that holds the refusing
+/// pattern is answered `503` instead and the connection closed: HTTP/1.1 clients (reqwest) send
+/// one request at a time and write its head in one go, so the pattern is seen whole and no
+/// answer of NetBox's is in flight.
+async fn link(mut inbound: TcpStream, mut outbound: TcpStream, refusing: &Refusing) {
+    let (mut up, mut down) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        tokio::select! {
+            read = inbound.read(&mut up) => {
+                let Ok(n @ 1..) = read else { return };
+                if refusing.matches(&up[..n]) {
+                    refusing.refused.fetch_add(1, Ordering::SeqCst);
+                    let _ = inbound.write_all(REFUSAL).await;
+                    return;
+                }
+                if outbound.write_all(&up[..n]).await.is_err() {
+                    return;
+                }
+            }
+            read = outbound.read(&mut down) => {
+                let Ok(n @ 1..) = read else { return };
+                if inbound.write_all(&down[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
