@@ -10,8 +10,8 @@ use std::path::Path;
 use common::dhcp::{Lan, SUBNET, Server};
 use common::proxy::Proxy;
 use common::{
-    Api, Options, Racklift, Site, journal_texts, lifecycle, racklift, wait_for, wait_lifecycle,
-    write_hook_config,
+    Api, Options, Racklift, Site, fresh_mac, journal_texts, lab_addr, lifecycle, racklift,
+    wait_for, wait_lifecycle, write_hook_config,
 };
 use serde_json::{Value, json};
 
@@ -72,19 +72,6 @@ async fn lease_prefix(api: &Api, site: &Site) -> u64 {
     vrf
 }
 
-/// A locally administered MAC no earlier run used: NetBox keeps every run's devices.
-fn fresh_mac() -> String {
-    let b: [u8; 5] = std::array::from_fn(|_| fastrand::u8(..));
-    format!(
-        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        b[0],
-        b[1],
-        b[2],
-        b[3],
-        b[4] & 0xf0
-    )
-}
-
 fn counters(dir: &Path) -> Value {
     std::fs::read_to_string(dir.join("spool/counters.json"))
         .ok()
@@ -109,14 +96,6 @@ fn pending(dir: &Path) -> usize {
 async fn ip_on(api: &Api, iface: u64) -> Vec<Value> {
     api.results(&format!("ipam/ip-addresses/?interface_id={iface}"))
         .await
-}
-
-fn lab_addr() -> String {
-    common::lab()
-        .url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned()
 }
 
 /// A lease from a real DHCP server through its hook: NetBox records it and racklift starts the

@@ -13,7 +13,9 @@ use std::path::Path;
 
 use common::dhcp::{Lan, SUBNET, Server};
 use common::proxy::Proxy;
-use common::{Api, Options, Racklift, Site, racklift, wait_for, write_hook_config};
+use common::{
+    Api, Options, Racklift, Site, fresh_mac, lab_addr, racklift, wait_for, write_hook_config,
+};
 use serde_json::{Value, json};
 
 /// The custom fields and choice set `racklift netbox apply` creates.
@@ -92,18 +94,6 @@ async fn fingerprint(api: &Api, device: u64, iface: u64) -> Value {
     })
 }
 
-fn fresh_mac() -> String {
-    let b: [u8; 5] = std::array::from_fn(|_| fastrand::u8(..));
-    format!(
-        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        b[0],
-        b[1],
-        b[2],
-        b[3],
-        b[4] & 0xf0
-    )
-}
-
 fn stdout(out: &std::process::Output) -> String {
     format!(
         "{}{}",
@@ -166,12 +156,7 @@ async fn servers_in_netbox_before_racklift_are_never_touched_by_apply_or_their_b
 
     let dir = tempfile::tempdir().expect("tempdir");
     let mut lan = Lan::new("en", dir.path());
-    let lab = common::lab()
-        .url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let proxy = Proxy::start_on(&lan.uplink_ip, lab).await;
+    let proxy = Proxy::start_on(&lan.uplink_ip, lab_addr()).await;
     let hook = write_hook_config(dir.path(), &proxy.url());
     // The DHCP host's racklift manages servers only: the role filter is the same scope the
     // reconciler applies.

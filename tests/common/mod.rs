@@ -51,6 +51,28 @@ pub fn lab() -> &'static Lab {
     })
 }
 
+/// The lab NetBox's `host:port`, for a proxy in front of it.
+pub fn lab_addr() -> String {
+    lab()
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// A locally administered MAC no earlier run used: NetBox keeps every run's devices.
+pub fn fresh_mac() -> String {
+    let b: [u8; 5] = std::array::from_fn(|_| fastrand::u8(..));
+    format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[4] & 0xf0
+    )
+}
+
 pub fn unique(prefix: &str) -> String {
     format!(
         "rltest-{prefix}-{}-{:04x}",
