@@ -169,12 +169,7 @@ async fn a_device_changed_while_netbox_is_unreachable_is_reconciled_once_it_is_b
     let api = Api::new();
     let site = Site::new(&api, "outage").await;
     let id = site.device(&api, "srv", "racked").await;
-    let lab_addr = common::lab()
-        .url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let proxy = Proxy::start(lab_addr).await;
+    let proxy = Proxy::start(common::lab_addr()).await;
     let racklift = Racklift::start(
         &site,
         Options {
