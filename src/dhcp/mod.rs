@@ -62,7 +62,8 @@ impl FromStr for Mac {
                 truncate(s)
             )
         };
-        if hex.len() != 12 || s.len() > 17 {
+        // Not ASCII: a multi-byte character would split the octet slices below mid-character.
+        if hex.len() != 12 || s.len() > 17 || !hex.is_ascii() {
             return Err(bad());
         }
         let mut octets = [0u8; 6];
@@ -223,6 +224,7 @@ mod tests {
             "02:00:00:aa:bb:01:02",
             "zz:00:00:aa:bb:01",
             "1:2:0:0:aa:bb:1",
+            "a0AééA0éa",
         ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad}");
         }
