@@ -147,6 +147,8 @@ struct RawConfig {
     bmc: RawBmc,
     #[serde(default)]
     validation: RawValidation,
+    #[serde(default)]
+    http: HttpConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +158,16 @@ struct RawValidation {
     token: SecretSource,
     #[serde(default = "default_report_limit")]
     body_limit_bytes: usize,
+    #[serde(default = "default_report_timeout", with = "humantime_serde")]
+    body_timeout: Duration,
+    #[serde(default = "default_max_concurrent_applies")]
+    max_concurrent_applies: usize,
+    #[serde(default = "default_apply_wait", with = "humantime_serde")]
+    apply_wait: Duration,
+    #[serde(default)]
+    max: ReportBounds,
+    #[serde(default)]
+    sources: Vec<ipnet::IpNet>,
 }
 
 impl Default for RawValidation {
@@ -163,12 +175,26 @@ impl Default for RawValidation {
         Self {
             token: SecretSource::default(),
             body_limit_bytes: default_report_limit(),
+            body_timeout: default_report_timeout(),
+            max_concurrent_applies: default_max_concurrent_applies(),
+            apply_wait: default_apply_wait(),
+            max: ReportBounds::default(),
+            sources: Vec::new(),
         }
     }
 }
 
 fn default_report_limit() -> usize {
     4 * 1024 * 1024
+}
+fn default_report_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_concurrent_applies() -> usize {
+    4
+}
+fn default_apply_wait() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// The validation callback (`POST /v1/validation`).
@@ -177,6 +203,61 @@ pub struct ValidationConfig {
     /// The bearer token the validation image sends; without one the callback refuses reports.
     pub token: Option<Secret>,
     pub body_limit_bytes: usize,
+    /// How long a report's body may take to arrive once its headers have (a slow body: 408).
+    pub body_timeout: Duration,
+    /// Reports checked and applied at once, over all devices; one more is answered 503.
+    pub max_concurrent_applies: usize,
+    /// How long a report waits for another report of the same device to be applied.
+    pub apply_wait: Duration,
+    pub max: ReportBounds,
+    /// The networks reports may come from (the provisioning networks); empty: any.
+    pub sources: Vec<ipnet::IpNet>,
+}
+
+/// How many entries a report's lists may hold: every LLDP neighbour costs NetBox lookups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportBounds {
+    pub nics: usize,
+    pub disks: usize,
+    pub lldp_neighbours: usize,
+}
+
+impl Default for ReportBounds {
+    fn default() -> Self {
+        Self {
+            nics: 64,
+            disks: 512,
+            lldp_neighbours: 64,
+        }
+    }
+}
+
+/// `racklift serve`'s HTTP server: how many connections it holds open at once, and how long a
+/// client may take to send a request's headers (also the idle time of a kept-alive connection).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: default_max_connections(),
+            header_read_timeout: default_header_read_timeout(),
+        }
+    }
+}
+
+fn default_max_connections() -> usize {
+    512
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 #[derive(Debug, Deserialize)]
@@ -522,6 +603,7 @@ pub struct Config {
     pub dhcp: DhcpConfig,
     pub bmc: BmcConfig,
     pub validation: ValidationConfig,
+    pub http: HttpConfig,
     webhook_secret_env: String,
 }
 
@@ -568,6 +650,12 @@ impl Config {
                 "reconciler.concurrency and reconciler.queue_capacity must be at least 1".into(),
             ));
         }
+        if raw.validation.max_concurrent_applies == 0 || raw.http.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "validation.max_concurrent_applies and http.max_connections must be at least 1"
+                    .into(),
+            ));
+        }
         let token = raw.netbox.token.resolve(
             "the NetBox API token",
             "netbox.token.file",
@@ -610,7 +698,13 @@ impl Config {
                     "RACKLIFT_VALIDATION_TOKEN",
                 )?,
                 body_limit_bytes: raw.validation.body_limit_bytes,
+                body_timeout: raw.validation.body_timeout,
+                max_concurrent_applies: raw.validation.max_concurrent_applies,
+                apply_wait: raw.validation.apply_wait,
+                max: raw.validation.max,
+                sources: raw.validation.sources,
             },
+            http: raw.http,
             webhook_secret_env,
         })
     }
