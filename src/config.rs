@@ -749,6 +749,86 @@ mod tests {
             Duration::from_secs(1800)
         );
         assert_eq!(config.listen, default_listen());
+        assert_eq!(config.validation.body_limit_bytes, 4 * 1024 * 1024);
+        assert_eq!(config.validation.max_concurrent_applies, 4);
+        assert!(config.validation.sources.is_empty());
+        assert_eq!(config.http.max_connections, 512);
+    }
+
+    /// The `http:` and `validation:` blocks of the example, commented out there, say what
+    /// racklift does without them: uncommented, they change nothing.
+    #[test]
+    fn the_examples_documented_limits_are_the_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t").expect("write");
+        let example = include_str!("../racklift.example.yaml");
+        let mut uncommented = String::new();
+        let mut inside = false;
+        for line in example.lines() {
+            if line == "# http:" || line == "# validation:" {
+                inside = true;
+            } else if !line.starts_with("#  ") {
+                inside = false;
+            }
+            uncommented.push_str(match line.strip_prefix("# ") {
+                Some(yaml) if inside => yaml,
+                _ => line,
+            });
+            uncommented.push('\n');
+        }
+        let path = token.to_str().expect("utf-8");
+        let yaml = ["netbox-token", "webhook-secret", "validation-token"]
+            .iter()
+            .fold(uncommented, |yaml, file| {
+                yaml.replace(&format!("/etc/racklift/{file}"), path)
+            });
+        assert!(yaml.contains("\nvalidation:\n") && yaml.contains("\nhttp:\n"));
+        let documented = Config::parse(&yaml, Path::new("example")).expect("parses");
+        let bare = Config::parse(
+            &format!(
+                "netbox: {{url: 'https://nb.example', token: {{file: {}}}}}\n",
+                token.display()
+            ),
+            Path::new("bare"),
+        )
+        .expect("parses");
+        let limits = |c: &Config| {
+            let v = &c.validation;
+            format!(
+                "{} {:?} {} {:?} {:?} {:?} {:?}",
+                v.body_limit_bytes,
+                v.body_timeout,
+                v.max_concurrent_applies,
+                v.apply_wait,
+                v.max,
+                v.sources,
+                c.http
+            )
+        };
+        assert_eq!(limits(&documented), limits(&bare));
+        assert!(documented.validation.token.is_some());
+    }
+
+    #[test]
+    fn validation_sources_are_networks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t").expect("write");
+        let yaml = |sources: &str| {
+            format!(
+                "netbox: {{url: 'https://nb.example', token: {{file: {}}}}}\nvalidation: {{sources: {sources}}}\n",
+                token.display()
+            )
+        };
+        let config =
+            Config::parse(&yaml("[10.213.0.0/16, 'fd00::/8']"), Path::new("x")).expect("parses");
+        assert_eq!(config.validation.sources.len(), 2);
+        let err = Config::parse(&yaml("[10.213.0.7]"), Path::new("x")).expect_err("no prefix");
+        assert!(
+            format!("{err:?}").contains("invalid IP address syntax"),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -554,16 +554,10 @@ async fn a_failed_report_is_checked_again_once_the_device_is_validating_again() 
     let site = Site::new(&api, "valre").await;
     let lab = lab(&api, &site, "validating").await;
     let racklift = Racklift::start(&site, options()).await;
-    // The operator expects more memory than the server has (a wrong expectation, it turns out).
-    let context = api
-        .post(
-            "extras/config-contexts/",
-            json!({"name": format!("{}-expect", site.slug), "weight": 1000, "sites": [site.id],
-                   "data": {"racklift": {"expect": {"memory_gb_min": 32}}}}),
-        )
-        .await["id"]
-        .clone();
-    let body = json_body(&report(&lab));
+    // eth1 is cabled to swp5, a port the operator has not recorded in NetBox yet.
+    let mut report = report(&lab);
+    report["lldp"][1]["port_id"] = json!("swp5");
+    let body = json_body(&report);
     let (status, answer) = post(&racklift, Some(TOKEN), body.clone()).await;
     assert_eq!(
         (status, answer["result"].as_str()),
@@ -582,9 +576,9 @@ async fn a_failed_report_is_checked_again_once_the_device_is_validating_again() 
 
     // The operator fixes NetBox and sends the device through provisioning again; the server
     // boots the validation image again and sends the very same report.
-    api.patch(
-        &format!("extras/config-contexts/{context}/"),
-        json!({"data": {"racklift": {"expect": {"memory_gb_min": 16}}}}),
+    api.post(
+        "dcim/interfaces/",
+        json!({"device": lab.switch_id, "name": "swp5", "type": "10gbase-t"}),
     )
     .await;
     api.set_lifecycle(lab.device, "validating").await;
@@ -594,7 +588,13 @@ async fn a_failed_report_is_checked_again_once_the_device_is_validating_again() 
         (200, Some("validated")),
         "{answer}"
     );
-    assert_made_to_match(&api, &lab).await;
+    let eth1 = api
+        .results(&format!(
+            "dcim/interfaces/?device_id={}&name=eth1",
+            lab.device
+        ))
+        .await;
+    assert_eq!(eth1[0]["link_peers"][0]["name"], "swp5", "{eth1:?}");
     wait_lifecycle(&api, lab.device, "hardening").await;
     // Now it is applied, and the device has moved on.
     let (status, answer) = post(&racklift, Some(TOKEN), body).await;

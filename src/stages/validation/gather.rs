@@ -218,7 +218,6 @@ async fn port(
     switch: u64,
     n: &Neighbour,
 ) -> Result<Result<SwitchPort, String>, NetBoxError> {
-    let mut tried = Vec::new();
     for (filter, value) in [("name", n.port()), ("description", n.port_description())] {
         let Some(value) = value else { continue };
         let found = client
@@ -231,7 +230,7 @@ async fn port(
             )
             .await?;
         match found.as_slice() {
-            [] => tried.push(format!("{filter} {value:?}")),
+            [] => {}
             [one] => {
                 return Ok(match (one["id"].as_u64(), one["name"].as_str()) {
                     (Some(id), Some(name)) => Ok(SwitchPort {
@@ -253,15 +252,17 @@ async fn port(
             }
         }
     }
-    Ok(Err(if tried.is_empty() {
-        format!(
+    Ok(Err(match (n.port(), n.port_description()) {
+        (None, None) => format!(
             "the neighbour on the switch {switch_name} sends neither a port id nor a port description"
-        )
-    } else {
-        format!(
-            "the switch {switch_name} has no port with the {} in NetBox",
-            tried.join(" or the ")
-        )
+        ),
+        (Some(port), None) => format!("the switch {switch_name} has no port {port:?} in NetBox"),
+        (None, Some(descr)) => {
+            format!("the switch {switch_name} has no port described {descr:?} in NetBox")
+        }
+        (Some(port), Some(descr)) => format!(
+            "the switch {switch_name} has no port {port:?}, nor one described {descr:?}, in NetBox"
+        ),
     }))
 }
 
