@@ -911,15 +911,7 @@ async fn the_token_is_checked_before_the_body_and_bodies_are_bounded_in_size_tim
     let api = Api::new();
     let site = Site::new(&api, "vallim").await;
     let lab = lab(&api, &site, "validating").await;
-    let racklift = Racklift::start(
-        &site,
-        Options {
-            validation: "  body_timeout: 1s\n  max: {nics: 4, disks: 4, lldp_neighbours: 2}\n"
-                .into(),
-            ..options()
-        },
-    )
-    .await;
+    let mut racklift = Racklift::start(&site, options()).await;
     let before = snapshot(&api, &lab).await;
 
     // A wrong token is answered at once: the (announced, never sent) body is not waited for.
@@ -930,6 +922,14 @@ async fn the_token_is_checked_before_the_body_and_bodies_are_bounded_in_size_tim
     let mut stream = connect(racklift.port, &head(TOKEN, 5 << 20)).await;
     let answer = read_to_close(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    racklift
+        .restart(Options {
+            validation: "  body_timeout: 1s\n  max: {nics: 4, disks: 4, lldp_neighbours: 2}\n"
+                .into(),
+            ..options()
+        })
+        .await;
     // A body that stops coming: 408 after validation.body_timeout.
     let mut stream = connect(
         racklift.port,
