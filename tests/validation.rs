@@ -857,9 +857,9 @@ async fn a_report_for_a_device_racklift_does_not_manage_writes_nothing() {
     )
     .await;
     for (lab, reason) in [
-        (&not_enrolled, "not managed: its lifecycle is empty"),
         (&out_of_scope, "outside this racklift's scope"),
         (&failed_elsewhere, "outside this racklift's scope"),
+        (&not_enrolled, "not managed: its lifecycle is empty"),
     ] {
         let before = snapshot(&api, lab).await;
         let (status, answer) = post(&racklift, Some(TOKEN), json_body(&report(lab))).await;
