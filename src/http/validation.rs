@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use super::AppState;
-use crate::config::{ReportBounds, Secret, ValidationConfig};
+use crate::config::{ReportBounds, Scope, Secret, ValidationConfig};
 use crate::netbox::NetBoxClient;
 use crate::stages::validation::{self, Validator, Verdict};
 
@@ -32,6 +32,7 @@ const RETRY_AFTER_SECS: u64 = 5;
 pub struct ValidationCallback {
     validator: Validator,
     token: Secret,
+    /// Only for the 413's message: the route's `DefaultBodyLimit` applies it.
     body_limit: usize,
     body_timeout: Duration,
     bounds: ReportBounds,
@@ -42,7 +43,7 @@ pub struct ValidationCallback {
 impl ValidationCallback {
     pub fn new(
         client: NetBoxClient,
-        scope: crate::config::Scope,
+        scope: Scope,
         token: Secret,
         config: &ValidationConfig,
     ) -> Self {
@@ -97,20 +98,10 @@ pub(super) async fn receive(
     if let Err(why) = authorized(request.headers(), &callback.token) {
         return error(StatusCode::UNAUTHORIZED, why);
     }
-    let too_big = format!(
-        "the report is over validation.body_limit_bytes ({} bytes)",
-        callback.body_limit
-    );
-    let announced = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > callback.body_limit as u64) {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, too_big);
-    }
     // The route's `DefaultBodyLimit` bounds the read; the timeout bounds a client that sends
-    // it slowly.
+    // it slowly. A body over the limit is read up to it before the 413, not refused from its
+    // `Content-Length`: a client that sends its body without waiting for `100 Continue` would
+    // meet a connection closed under its writes, and never read the answer.
     let body =
         match tokio::time::timeout(callback.body_timeout, Bytes::from_request(request, &state))
             .await
@@ -125,7 +116,13 @@ pub(super) async fn receive(
                 );
             }
             Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return error(StatusCode::PAYLOAD_TOO_LARGE, too_big);
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the report is over validation.body_limit_bytes ({} bytes)",
+                        callback.body_limit
+                    ),
+                );
             }
             Ok(Err(rejection)) => return error(rejection.status(), rejection.body_text()),
             Ok(Ok(body)) => body,

@@ -1,6 +1,8 @@
 //! What ties a report to its device beyond its serial (which anyone on the provisioning network
 //! may learn) until reports carry per-boot tokens: the address it came from, and the MACs NetBox
-//! already records on the device. Pure: the callback asks, and journals a refusal.
+//! already records on the device. Pure: the callback asks, and journals a refusal. A reason
+//! names nothing the sender chose (its address, its MACs): it is journaled once per device, and
+//! a reason that changed with every report would be journaled every time.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -20,7 +22,7 @@ pub fn admit(sources: &[IpNet], source: IpAddr) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "it came from {source}, which is outside validation.sources ({})",
+        "it was sent from outside validation.sources: {}",
         sources
             .iter()
             .map(ToString::to_string)
@@ -43,22 +45,12 @@ pub fn bound(report: &Report, interfaces: &[Iface]) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "NetBox records the MAC addresses {} on the device's interfaces and the report lists none of them (it lists {}): it may come from another server. If the NICs were replaced, correct the MAC addresses in NetBox.",
+        "NetBox records the MAC addresses {} on the device's interfaces and the report lists none of them: it may come from another server. If the NICs were replaced, correct the MAC addresses in NetBox.",
         recorded
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
-            .join(", "),
-        if report.nics.is_empty() {
-            "no NIC".to_owned()
-        } else {
-            report
-                .nics
-                .iter()
-                .map(|n| n.mac.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
+            .join(", ")
     ))
 }
 
@@ -103,7 +95,7 @@ mod tests {
         let err = admit(&nets, ip("10.21.0.1")).expect_err("outside");
         assert_eq!(
             err,
-            "it came from 10.21.0.1, which is outside validation.sources (10.20.0.0/16, 2001:db8::/32)"
+            "it was sent from outside validation.sources: 10.20.0.0/16, 2001:db8::/32"
         );
     }
 
@@ -135,7 +127,7 @@ mod tests {
         )
         .expect_err("none of them");
         assert!(
-            err.starts_with("NetBox records the MAC addresses 02:00:00:00:0F:00 on the device's interfaces and the report lists none of them (it lists 02:00:00:00:01:00, 02:00:00:00:01:01)"),
+            err.starts_with("NetBox records the MAC addresses 02:00:00:00:0F:00 on the device's interfaces and the report lists none of them:"),
             "{err}"
         );
     }

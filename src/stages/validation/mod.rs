@@ -145,10 +145,12 @@ impl Validator {
                 "racklift: a validation report for serial {} was refused: {why}",
                 report.serial
             );
-            self.refused(&device, &text)
+            self.refused(&device, &text, &format!("it came from {source}"))
                 .await
                 .map_err(fail("journaling the refusal"))?;
-            return Ok(Verdict::Forbidden(format!("the report was refused: {why}")));
+            return Ok(Verdict::Forbidden(format!(
+                "the report was refused: {why} (it came from {source})"
+            )));
         }
         let digest = report.digest();
         if state != Lifecycle::Validating {
@@ -163,7 +165,7 @@ impl Validator {
                 "racklift: a validation report for serial {} arrived while the device is {state}; it was refused. {why}",
                 report.serial
             );
-            self.refused(&device, &text)
+            self.refused(&device, &text, &format!("from {source}"))
                 .await
                 .map_err(fail("journaling the refusal"))?;
             return Ok(Verdict::Refused(why));
@@ -173,14 +175,22 @@ impl Validator {
             .await
             .map_err(fail("reading the device's interfaces"))?;
         if let Err(why) = binding::bound(report, &interfaces) {
+            let macs = report
+                .nics
+                .iter()
+                .map(|n| n.mac.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
             let text = format!(
                 "racklift: a validation report for serial {} was refused: {why}",
                 report.serial
             );
-            self.refused(&device, &text)
+            self.refused(&device, &text, &format!("it lists {macs}"))
                 .await
                 .map_err(fail("journaling the refusal"))?;
-            return Ok(Verdict::Forbidden(format!("the report was refused: {why}")));
+            return Ok(Verdict::Forbidden(format!(
+                "the report was refused: {why} (the report lists {macs})"
+            )));
         }
         let facts = gather::facts(client, &full, &device, interfaces, report)
             .await
@@ -248,10 +258,11 @@ impl Validator {
         Ok(Verdict::Validated { summary: results })
     }
 
-    /// A refused report of a managed device: logged, and journaled unless the device's latest
-    /// entry says so already (the script posts again and again).
-    async fn refused(&self, device: &Device, text: &str) -> Result<(), NetBoxError> {
-        tracing::warn!(device = %device.name, "{text}");
+    /// A refused report of a managed device: logged (with `detail`, what the sender chose), and
+    /// journaled (`text`, without it) unless the device's latest entry says so already: the
+    /// script posts again and again.
+    async fn refused(&self, device: &Device, text: &str, detail: &str) -> Result<(), NetBoxError> {
+        tracing::warn!(device = %device.name, "{text} ({detail})");
         self.client
             .journal_once(device.id, JournalKind::Warning, text)
             .await
