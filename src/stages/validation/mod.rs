@@ -141,16 +141,10 @@ impl Validator {
             }
         };
         if let Err(why) = binding::admit(&self.sources, source) {
-            let text = format!(
-                "racklift: a validation report for serial {} was refused: {why}",
-                report.serial
-            );
-            self.refused(&device, &text, &format!("it came from {source}"))
+            return self
+                .unbound(&device, report, &why, &format!("it came from {source}"))
                 .await
-                .map_err(fail("journaling the refusal"))?;
-            return Ok(Verdict::Forbidden(format!(
-                "the report was refused: {why} (it came from {source})"
-            )));
+                .map_err(fail("journaling the refusal"));
         }
         let digest = report.digest();
         if state != Lifecycle::Validating {
@@ -175,22 +169,12 @@ impl Validator {
             .await
             .map_err(fail("reading the device's interfaces"))?;
         if let Err(why) = binding::bound(report, &interfaces) {
-            let macs = report
-                .nics
-                .iter()
-                .map(|n| n.mac.to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            let text = format!(
-                "racklift: a validation report for serial {} was refused: {why}",
-                report.serial
-            );
-            self.refused(&device, &text, &format!("it lists {macs}"))
+            let macs: Vec<String> = report.nics.iter().map(|n| n.mac.to_string()).collect();
+            let detail = format!("the report lists {}", macs.join(", "));
+            return self
+                .unbound(&device, report, &why, &detail)
                 .await
-                .map_err(fail("journaling the refusal"))?;
-            return Ok(Verdict::Forbidden(format!(
-                "the report was refused: {why} (the report lists {macs})"
-            )));
+                .map_err(fail("journaling the refusal"));
         }
         let facts = gather::facts(client, &full, &device, interfaces, report)
             .await
@@ -256,6 +240,24 @@ impl Validator {
         .await
         .map_err(fail("recording the verdict"))?;
         Ok(Verdict::Validated { summary: results })
+    }
+
+    /// A report not bound to the device (see [`binding`]): 403, and journaled as refused.
+    async fn unbound(
+        &self,
+        device: &Device,
+        report: &Report,
+        why: &str,
+        detail: &str,
+    ) -> Result<Verdict, NetBoxError> {
+        let text = format!(
+            "racklift: a validation report for serial {} was refused: {why}",
+            report.serial
+        );
+        self.refused(device, &text, detail).await?;
+        Ok(Verdict::Forbidden(format!(
+            "the report was refused: {why} ({detail})"
+        )))
     }
 
     /// A refused report of a managed device: logged (with `detail`, what the sender chose), and
