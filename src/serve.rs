@@ -20,7 +20,7 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the HTTP server stopped")]
+    #[error("cannot read the address racklift listens on")]
     Http(#[source] std::io::Error),
 }
 
@@ -77,7 +77,7 @@ async fn run<S: DeviceStore>(
             source,
         })?;
     let addr = listener.local_addr().map_err(ServeError::Http)?;
-    tracing::info!(%addr, netbox = %config.netbox.url, path = %config.webhook.path, "racklift serving");
+    tracing::info!(%addr, netbox = %config.netbox.url, path = %config.webhook.path, max_connections = config.http.max_connections, "racklift serving");
     let controller_task = tokio::spawn(controller.run());
     crate::http::serve(listener, app, &config.http, shutdown_signal()).await;
     controller_task.abort();
