@@ -147,6 +147,8 @@ struct RawConfig {
     bmc: RawBmc,
     #[serde(default)]
     validation: RawValidation,
+    #[serde(default)]
+    http: HttpConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +158,16 @@ struct RawValidation {
     token: SecretSource,
     #[serde(default = "default_report_limit")]
     body_limit_bytes: usize,
+    #[serde(default = "default_report_timeout", with = "humantime_serde")]
+    body_timeout: Duration,
+    #[serde(default = "default_max_concurrent_applies")]
+    max_concurrent_applies: usize,
+    #[serde(default = "default_apply_wait", with = "humantime_serde")]
+    apply_wait: Duration,
+    #[serde(default)]
+    max: ReportBounds,
+    #[serde(default)]
+    sources: Vec<ipnet::IpNet>,
 }
 
 impl Default for RawValidation {
@@ -163,12 +175,26 @@ impl Default for RawValidation {
         Self {
             token: SecretSource::default(),
             body_limit_bytes: default_report_limit(),
+            body_timeout: default_report_timeout(),
+            max_concurrent_applies: default_max_concurrent_applies(),
+            apply_wait: default_apply_wait(),
+            max: ReportBounds::default(),
+            sources: Vec::new(),
         }
     }
 }
 
 fn default_report_limit() -> usize {
     4 * 1024 * 1024
+}
+fn default_report_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_concurrent_applies() -> usize {
+    4
+}
+fn default_apply_wait() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// The validation callback (`POST /v1/validation`).
@@ -177,6 +203,61 @@ pub struct ValidationConfig {
     /// The bearer token the validation image sends; without one the callback refuses reports.
     pub token: Option<Secret>,
     pub body_limit_bytes: usize,
+    /// How long a report's body may take to arrive once its headers have (a slow body: 408).
+    pub body_timeout: Duration,
+    /// Reports checked and applied at once, over all devices; one more is answered 503.
+    pub max_concurrent_applies: usize,
+    /// How long a report waits for another report of the same device to be applied.
+    pub apply_wait: Duration,
+    pub max: ReportBounds,
+    /// The networks reports may come from (the provisioning networks); empty: any.
+    pub sources: Vec<ipnet::IpNet>,
+}
+
+/// How many entries a report's lists may hold: every LLDP neighbour costs NetBox lookups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportBounds {
+    pub nics: usize,
+    pub disks: usize,
+    pub lldp_neighbours: usize,
+}
+
+impl Default for ReportBounds {
+    fn default() -> Self {
+        Self {
+            nics: 64,
+            disks: 512,
+            lldp_neighbours: 64,
+        }
+    }
+}
+
+/// `racklift serve`'s HTTP server: how many connections it holds open at once, and how long a
+/// client may take to send a request's headers (also the idle time of a kept-alive connection).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: default_max_connections(),
+            header_read_timeout: default_header_read_timeout(),
+        }
+    }
+}
+
+fn default_max_connections() -> usize {
+    512
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 #[derive(Debug, Deserialize)]
@@ -488,6 +569,12 @@ fn check_durations(raw: &RawConfig) -> Result<(), ConfigError> {
         ("bmc.timeout", b.timeout),
         ("bmc.power_timeout", b.power_timeout),
         ("bmc.poll_interval", b.poll_interval),
+        ("validation.body_timeout", Some(raw.validation.body_timeout)),
+        ("validation.apply_wait", Some(raw.validation.apply_wait)),
+        (
+            "http.header_read_timeout",
+            Some(raw.http.header_read_timeout),
+        ),
     ];
     let check = |key: &str, value: Duration, may_be_zero: bool| {
         if value.is_zero() && !may_be_zero {
@@ -596,6 +683,7 @@ pub struct Config {
     pub dhcp: DhcpConfig,
     pub bmc: BmcConfig,
     pub validation: ValidationConfig,
+    pub http: HttpConfig,
     webhook_secret_env: String,
 }
 
@@ -653,6 +741,12 @@ impl Config {
                 "dhcp.record_limit must be at least 1".into(),
             ));
         }
+        if raw.validation.max_concurrent_applies == 0 || raw.http.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "validation.max_concurrent_applies and http.max_connections must be at least 1"
+                    .into(),
+            ));
+        }
         let token = raw.netbox.token.resolve(
             "the NetBox API token",
             "netbox.token.file",
@@ -695,7 +789,13 @@ impl Config {
                     "RACKLIFT_VALIDATION_TOKEN",
                 )?,
                 body_limit_bytes: raw.validation.body_limit_bytes,
+                body_timeout: raw.validation.body_timeout,
+                max_concurrent_applies: raw.validation.max_concurrent_applies,
+                apply_wait: raw.validation.apply_wait,
+                max: raw.validation.max,
+                sources: raw.validation.sources,
             },
+            http: raw.http,
             webhook_secret_env,
         })
     }
@@ -742,6 +842,86 @@ mod tests {
             Duration::from_secs(1800)
         );
         assert_eq!(config.listen, default_listen());
+        assert_eq!(config.validation.body_limit_bytes, 4 * 1024 * 1024);
+        assert_eq!(config.validation.max_concurrent_applies, 4);
+        assert!(config.validation.sources.is_empty());
+        assert_eq!(config.http.max_connections, 512);
+    }
+
+    /// The `http:` and `validation:` blocks of the example, commented out there, say what
+    /// racklift does without them: uncommented, they change nothing.
+    #[test]
+    fn the_examples_documented_limits_are_the_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t").expect("write");
+        let example = include_str!("../racklift.example.yaml");
+        let mut uncommented = String::new();
+        let mut inside = false;
+        for line in example.lines() {
+            if line == "# http:" || line == "# validation:" {
+                inside = true;
+            } else if !line.starts_with("#  ") {
+                inside = false;
+            }
+            uncommented.push_str(match line.strip_prefix("# ") {
+                Some(yaml) if inside => yaml,
+                _ => line,
+            });
+            uncommented.push('\n');
+        }
+        let path = token.to_str().expect("utf-8");
+        let yaml = ["netbox-token", "webhook-secret", "validation-token"]
+            .iter()
+            .fold(uncommented, |yaml, file| {
+                yaml.replace(&format!("/etc/racklift/{file}"), path)
+            });
+        assert!(yaml.contains("\nvalidation:\n") && yaml.contains("\nhttp:\n"));
+        let documented = Config::parse(&yaml, Path::new("example")).expect("parses");
+        let bare = Config::parse(
+            &format!(
+                "netbox: {{url: 'https://nb.example', token: {{file: {}}}}}\n",
+                token.display()
+            ),
+            Path::new("bare"),
+        )
+        .expect("parses");
+        let limits = |c: &Config| {
+            let v = &c.validation;
+            format!(
+                "{} {:?} {} {:?} {:?} {:?} {:?}",
+                v.body_limit_bytes,
+                v.body_timeout,
+                v.max_concurrent_applies,
+                v.apply_wait,
+                v.max,
+                v.sources,
+                c.http
+            )
+        };
+        assert_eq!(limits(&documented), limits(&bare));
+        assert!(documented.validation.token.is_some());
+    }
+
+    #[test]
+    fn validation_sources_are_networks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t").expect("write");
+        let yaml = |sources: &str| {
+            format!(
+                "netbox: {{url: 'https://nb.example', token: {{file: {}}}}}\nvalidation: {{sources: {sources}}}\n",
+                token.display()
+            )
+        };
+        let config =
+            Config::parse(&yaml("[10.213.0.0/16, 'fd00::/8']"), Path::new("x")).expect("parses");
+        assert_eq!(config.validation.sources.len(), 2);
+        let err = Config::parse(&yaml("[10.213.0.7]"), Path::new("x")).expect_err("no prefix");
+        assert!(
+            format!("{err:?}").contains("invalid IP address syntax"),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! - [`lifecycle`]: the states, the table of what racklift does in each, the pure `decide`.
 //! - [`netbox`]: the REST client, the device as racklift reads it, `netbox apply`.
 //! - [`controller`]: the coalescing queue, the workers, resync and the retry policy.
-//! - [`http`]: the webhook receiver and health endpoint.
+//! - [`http`]: the webhook receiver, the validation callback, the health endpoint, and the
+//!   accept loop that serves them (connection cap, header timeout).
 //! - [`dhcp`]: the DHCP hook's lease events, spool and drain.
-//! - [`stages`]: each stage's work (today: discovery, a lease made true in NetBox).
+//! - [`stages`]: each stage's work: discovery (a lease made true in NetBox), provisioning
+//!   (Redfish), validation (a report checked, then NetBox made to match).
 //! - [`serve`]: wires the above into `racklift serve`.
 //!
 //! Deciding (in `lifecycle`) is kept apart from doing (in `controller`, through `netbox`): a

@@ -20,21 +20,21 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the HTTP server stopped")]
+    #[error("cannot read the address racklift listens on")]
     Http(#[source] std::io::Error),
 }
 
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let client = NetBoxClient::new(&config.netbox)?;
     config.bmc.warn_unverified();
-    let validation = config
-        .validation
-        .token
-        .clone()
-        .map(|token| ValidationCallback {
-            client: client.clone(),
+    let validation = config.validation.token.clone().map(|token| {
+        ValidationCallback::new(
+            client.clone(),
+            config.scope.clone(),
             token,
-        });
+            &config.validation,
+        )
+    });
     if validation.is_none() {
         tracing::warn!("validation.token is not set: POST /v1/validation refuses every report");
     }
@@ -78,15 +78,12 @@ async fn run<S: DeviceStore>(
             source,
         })?;
     let addr = listener.local_addr().map_err(ServeError::Http)?;
-    tracing::info!(%addr, netbox = %config.netbox.url, path = %config.webhook.path, "racklift serving");
+    tracing::info!(%addr, netbox = %config.netbox.url, path = %config.webhook.path, max_connections = config.http.max_connections, "racklift serving");
     let controller_task = tokio::spawn(controller.run());
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(ServeError::Http);
+    crate::http::serve(listener, app, &config.http, shutdown_signal()).await;
     controller_task.abort();
     tracing::info!("racklift stopped");
-    result
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -90,8 +90,16 @@ fn report(lab: &Lab) -> Value {
 }
 
 async fn post(racklift: &Racklift, token: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+    let (status, _, answer) = post_to(racklift.port, token, body).await;
+    (status, answer)
+}
+
+/// Posts a report to racklift on `port`; the answer's status, `Retry-After` and body. No
+/// answer within the harness's wait fails the test.
+async fn post_to(port: u16, token: Option<&str>, body: Vec<u8>) -> (u16, Option<String>, Value) {
     let mut request = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{}/v1/validation", racklift.port))
+        .post(format!("http://127.0.0.1:{port}/v1/validation"))
+        .timeout(common::WAIT)
         .header("Content-Type", "application/json")
         .body(body);
     if let Some(token) = token {
@@ -99,7 +107,24 @@ async fn post(racklift: &Racklift, token: Option<&str>, body: Vec<u8>) -> (u16, 
     }
     let response = request.send().await.expect("post");
     let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (
+        status,
+        retry_after,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+fn json_body(report: &Value) -> Vec<u8> {
+    serde_json::to_vec(report).expect("json")
+}
+
+fn error_of(answer: &Value) -> &str {
+    answer["error"].as_str().unwrap_or("")
 }
 
 fn options() -> Options {
@@ -510,4 +535,688 @@ async fn the_validation_script_reports_what_lldp_sees_and_netbox_is_made_to_matc
                 .unwrap_or("")
                 .starts_with("racklift: validating → validated: the server matches NetBox (2 NICs")
     }));
+}
+
+/// The journal entries of a device that refuse a report.
+async fn refusals(api: &Api, device: u64) -> Vec<String> {
+    api.journal(device)
+        .await
+        .iter()
+        .filter_map(|e| e["comments"].as_str())
+        .filter(|c| c.contains("was refused") || c.contains("it was refused"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_report_is_checked_again_once_the_device_is_validating_again() {
+    let api = Api::new();
+    let site = Site::new(&api, "valre").await;
+    let lab = lab(&api, &site, "validating").await;
+    let racklift = Racklift::start(&site, options()).await;
+    // eth1 is cabled to swp5, a port the operator has not recorded in NetBox yet.
+    let mut report = report(&lab);
+    report["lldp"][1]["port_id"] = json!("swp5");
+    let body = json_body(&report);
+    let (status, answer) = post(&racklift, Some(TOKEN), body.clone()).await;
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("failed")),
+        "{answer}"
+    );
+    wait_lifecycle(&api, lab.device, "failed").await;
+
+    // The same report while the device is failed: refused, not "already applied".
+    let (status, answer) = post(&racklift, Some(TOKEN), body.clone()).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        error_of(&answer).contains("is failed, not validating"),
+        "{answer}"
+    );
+
+    // The operator fixes NetBox and sends the device through provisioning again; the server
+    // boots the validation image again and sends the very same report.
+    api.post(
+        "dcim/interfaces/",
+        json!({"device": lab.switch_id, "name": "swp5", "type": "10gbase-t"}),
+    )
+    .await;
+    api.set_lifecycle(lab.device, "validating").await;
+    let (status, answer) = post(&racklift, Some(TOKEN), body.clone()).await;
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("validated")),
+        "{answer}"
+    );
+    let eth1 = api
+        .results(&format!(
+            "dcim/interfaces/?device_id={}&name=eth1",
+            lab.device
+        ))
+        .await;
+    assert_eq!(eth1[0]["link_peers"][0]["name"], "swp5", "{eth1:?}");
+    wait_lifecycle(&api, lab.device, "hardening").await;
+    // Now it is applied, and the device has moved on.
+    let (status, answer) = post(&racklift, Some(TOKEN), body).await;
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("already applied")),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_for_one_device_are_applied_one_at_a_time() {
+    let api = Api::new();
+    let site = Site::new(&api, "valone").await;
+    let lab = lab(&api, &site, "validating").await;
+    // A switch of the same name in another site: names are unique per site only. The one in
+    // the server's site is the switch.
+    let elsewhere = Site::new(&api, "valone2").await;
+    api.post(
+        "dcim/devices/",
+        json!({"name": lab.switch, "site": elsewhere.id, "device_type": elsewhere.device_type,
+               "role": elsewhere.role, "status": "active"}),
+    )
+    .await;
+    let racklift = Racklift::start(&site, options()).await;
+    let body = json_body(&report(&lab));
+    // The script's retry while the first post is still being applied, and one more.
+    let (a, b, c) = tokio::join!(
+        post(&racklift, Some(TOKEN), body.clone()),
+        post(&racklift, Some(TOKEN), body.clone()),
+        post(&racklift, Some(TOKEN), body),
+    );
+    let mut results: Vec<String> = [&a, &b, &c]
+        .iter()
+        .map(|(status, answer)| {
+            assert_eq!(*status, 200, "{answer}");
+            answer["result"].as_str().unwrap_or("?").to_owned()
+        })
+        .collect();
+    results.sort();
+    assert_eq!(
+        results,
+        ["already applied", "already applied", "validated"],
+        "{a:?} {b:?} {c:?}"
+    );
+    assert_made_to_match(&api, &lab).await;
+    let macs = api
+        .get(&format!("dcim/mac-addresses/?device_id={}", lab.device))
+        .await;
+    assert_eq!(macs["count"], 2, "one MAC object per NIC: {macs}");
+    assert_eq!(api.moves(lab.device, "validating", "validated").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_or_ambiguous_names_are_refused_or_differences_never_guesses() {
+    let api = Api::new();
+    let site = Site::new(&api, "valamb").await;
+    let lab = lab(&api, &site, "validating").await;
+    let racklift = Racklift::start(&site, options()).await;
+    let before = snapshot(&api, &lab).await;
+
+    // NetBox would ignore an empty serial filter and answer every device.
+    for serial in ["", "  "] {
+        let mut blank = report(&lab);
+        blank["serial"] = json!(serial);
+        let (status, answer) = post(&racklift, Some(TOKEN), json_body(&blank)).await;
+        assert_eq!(status, 422, "{answer}");
+        assert!(error_of(&answer).contains("serial: empty"), "{answer}");
+    }
+
+    // Two ports of the switch share a description; two devices in two other sites are named
+    // like the switch one neighbour announces.
+    for port in ["swp3", "swp4"] {
+        let id = api
+            .results(&format!(
+                "dcim/interfaces/?device_id={}&name={port}",
+                lab.switch_id
+            ))
+            .await[0]["id"]
+            .clone();
+        api.patch(
+            &format!("dcim/interfaces/{id}/"),
+            json!({"description": "uplink"}),
+        )
+        .await;
+    }
+    let twin = unique("twin");
+    for name in ["valamb-a", "valamb-b"] {
+        let other = Site::new(&api, name).await;
+        api.post(
+            "dcim/devices/",
+            json!({"name": twin, "site": other.id, "device_type": other.device_type,
+                   "role": other.role, "status": "active"}),
+        )
+        .await;
+    }
+    let mut ambiguous = report(&lab);
+    ambiguous["lldp"] = json!([
+        {"interface": "eth0", "chassis_name": "", "port_id": "swp1"},
+        {"interface": "eth0", "chassis_name": lab.switch, "port_id": "", "port_description": "uplink"},
+        {"interface": "eth1", "chassis_name": twin, "port_id": "swp2"},
+        {"interface": "eth1", "chassis_name": lab.switch, "port_id": " ", "port_description": ""},
+    ]);
+    let (status, answer) = post(&racklift, Some(TOKEN), json_body(&ambiguous)).await;
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("failed")),
+        "{answer}"
+    );
+    let error =
+        wait_lifecycle(&api, lab.device, "failed").await["custom_fields"]["lifecycle_error"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+    for expected in [
+        "LLDP on eth0: the neighbour on port \"swp1\" sends no system name".to_owned(),
+        format!(
+            "LLDP on eth0: 2 ports of the switch {} in NetBox have the description \"uplink\"",
+            lab.switch
+        ),
+        format!("LLDP on eth1: 2 devices in NetBox are named \"{twin}\" (0 in the server's site)"),
+        format!(
+            "LLDP on eth1: the neighbour on the switch {} sends neither a port id nor a port description",
+            lab.switch
+        ),
+    ] {
+        assert!(error.contains(&expected), "{expected}\nnot in:\n{error}");
+    }
+    assert_eq!(snapshot(&api, &lab).await, before, "nothing cabled or made");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lldp_on_a_nic_the_report_does_not_list_is_a_difference_and_writes_nothing() {
+    let api = Api::new();
+    let site = Site::new(&api, "valnic").await;
+    let lab = lab(&api, &site, "validating").await;
+    let racklift = Racklift::start(&site, options()).await;
+    let before = snapshot(&api, &lab).await;
+    let mut body = report(&lab);
+    body["lldp"][1]["interface"] = json!("eth9");
+    let (status, answer) = post(&racklift, Some(TOKEN), json_body(&body)).await;
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("failed")),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["differences"],
+        json!(["LLDP on \"eth9\": the server reports no NIC of that name"])
+    );
+    wait_lifecycle(&api, lab.device, "failed").await;
+    assert_eq!(snapshot(&api, &lab).await, before, "no MAC, no cable");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_must_carry_a_mac_netbox_records_and_come_from_the_provisioning_network() {
+    let api = Api::new();
+    let site = Site::new(&api, "valbind").await;
+    let lab = lab(&api, &site, "validating").await;
+    let mut racklift = Racklift::start(&site, options()).await;
+    // The operator recorded eth0's MAC (from the purchase order, say): 02:00:00:00:0a:00.
+    let eth0 = api
+        .results(&format!(
+            "dcim/interfaces/?device_id={}&name=eth0",
+            lab.device
+        ))
+        .await[0]["id"]
+        .clone();
+    let mac = api
+        .post(
+            "dcim/mac-addresses/",
+            json!({"mac_address": "02:00:00:00:0a:00", "assigned_object_type": "dcim.interface",
+                   "assigned_object_id": eth0}),
+        )
+        .await["id"]
+        .clone();
+    api.patch(
+        &format!("dcim/interfaces/{eth0}/"),
+        json!({"primary_mac_address": mac}),
+    )
+    .await;
+    let before = snapshot(&api, &lab).await;
+
+    // A report naming the serial but none of the recorded MACs: another server's, or made up.
+    let stranger = json_body(&report(&lab));
+    for _ in 0..2 {
+        let (status, answer) = post(&racklift, Some(TOKEN), stranger.clone()).await;
+        assert_eq!(status, 403, "{answer}");
+        assert!(
+            error_of(&answer).contains("NetBox records the MAC addresses 02:00:00:00:0A:00"),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        lifecycle(&api.device(lab.device).await).as_deref(),
+        Some("validating")
+    );
+    assert_eq!(snapshot(&api, &lab).await, before);
+    // Other made-up MACs: refused, and still one journal entry (it names none of them).
+    let mut other = report(&lab);
+    other["nics"][1]["mac"] = json!("02:00:00:00:0e:0e");
+    let (status, answer) = post(&racklift, Some(TOKEN), json_body(&other)).await;
+    assert_eq!(status, 403, "{answer}");
+    let refused = refusals(&api, lab.device).await;
+    assert_eq!(refused.len(), 1, "journaled once: {refused:?}");
+
+    // Only from the provisioning network: this test's requests come from 127.0.0.1.
+    racklift
+        .restart(Options {
+            validation: "  sources: [10.213.0.0/16, 'fd00:213::/48']\n".into(),
+            ..options()
+        })
+        .await;
+    let mut own = report(&lab);
+    own["nics"][0]["mac"] = json!("02:00:00:00:0a:00");
+    let own = json_body(&own);
+    for _ in 0..2 {
+        let (status, answer) = post(&racklift, Some(TOKEN), own.clone()).await;
+        assert_eq!(status, 403, "{answer}");
+        assert!(
+            error_of(&answer).contains(
+                "it was sent from outside validation.sources: 10.213.0.0/16, fd00:213::/48 (it came from 127.0.0.1)"
+            ),
+            "{answer}"
+        );
+    }
+    assert_eq!(refusals(&api, lab.device).await.len(), 2);
+    assert_eq!(snapshot(&api, &lab).await, before);
+    assert!(racklift.log().contains("(it came from 127.0.0.1)"));
+
+    racklift
+        .restart(Options {
+            validation: "  sources: [127.0.0.0/8]\n".into(),
+            ..options()
+        })
+        .await;
+    let (status, answer) = post(&racklift, Some(TOKEN), own).await;
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("validated")),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_for_a_device_racklift_does_not_manage_writes_nothing() {
+    let api = Api::new();
+    let site = Site::new(&api, "valunm").await;
+    let racklift = Racklift::start(&site, options()).await;
+    let other = Site::new(&api, "valunm2").await;
+    let not_enrolled = lab(&api, &site, "validating").await;
+    api.patch(
+        &format!("dcim/devices/{}/", not_enrolled.device),
+        json!({"custom_fields": {"lifecycle": null}}),
+    )
+    .await;
+    let out_of_scope = lab(&api, &other, "validating").await;
+    let failed_elsewhere = lab(
+        &api,
+        &Site {
+            slug: format!("{}-f", other.slug),
+            ..other.clone()
+        },
+        "failed",
+    )
+    .await;
+    for (lab, reason) in [
+        (&out_of_scope, "outside this racklift's scope"),
+        (&failed_elsewhere, "outside this racklift's scope"),
+        (&not_enrolled, "not managed: its lifecycle is empty"),
+    ] {
+        let before = snapshot(&api, lab).await;
+        let (status, answer) = post(&racklift, Some(TOKEN), json_body(&report(lab))).await;
+        assert_eq!(status, 409, "{answer}");
+        assert!(error_of(&answer).contains(reason), "{answer}");
+        assert_eq!(snapshot(&api, lab).await, before);
+        assert!(api.journal(lab.device).await.is_empty(), "no journal entry");
+    }
+    assert_eq!(
+        lifecycle(&api.device(out_of_scope.device).await).as_deref(),
+        Some("validating")
+    );
+}
+
+/// Raw HTTP/1.1 on a TCP connection: what a slow or hostile client sends.
+async fn connect(port: u16, head: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream
+}
+
+/// Everything the server sends until it closes the connection (or until the harness's wait
+/// is up: then the test fails).
+async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(common::WAIT, stream.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "the server kept the connection open for {:?}; it sent {:?}",
+        common::WAIT,
+        String::from_utf8_lossy(&answer)
+    );
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn head(token: &str, length: usize) -> String {
+    format!(
+        "POST /v1/validation HTTP/1.1\r\nHost: racklift\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_is_checked_before_the_body_and_bodies_are_bounded_in_size_time_and_entries() {
+    let api = Api::new();
+    let site = Site::new(&api, "vallim").await;
+    let lab = lab(&api, &site, "validating").await;
+    let mut racklift = Racklift::start(&site, options()).await;
+    let before = snapshot(&api, &lab).await;
+
+    // A wrong token is answered at once: the (announced, never sent) body is not waited for.
+    let mut stream = connect(racklift.port, &head("not-the-token", 1_000_000)).await;
+    let answer = read_to_close(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+
+    racklift
+        .restart(Options {
+            validation: "  body_timeout: 1s\n  max: {nics: 4, disks: 4, lldp_neighbours: 2}\n"
+                .into(),
+            ..options()
+        })
+        .await;
+    // A body that stops coming: 408 after validation.body_timeout.
+    let mut stream = connect(
+        racklift.port,
+        &format!("{}{{\"version\": 1,", head(TOKEN, 1000)),
+    )
+    .await;
+    let answer = read_to_close(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("validation.body_timeout"), "{answer}");
+
+    // Every LLDP neighbour costs NetBox lookups: the lists are bounded.
+    let mut many = report(&lab);
+    let extra = many["lldp"][0].clone();
+    many["lldp"].as_array_mut().expect("lldp").push(extra);
+    let (status, answer) = post(&racklift, Some(TOKEN), json_body(&many)).await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        error_of(&answer).contains(
+            "lldp: 3 entries, more than racklift takes (validation.max.lldp_neighbours: 2)"
+        ),
+        "{answer}"
+    );
+    let mut many = report(&lab);
+    many["nics"] = json!(
+        (0..5)
+            .map(|i| json!({"name": format!("eth{i}"), "mac": format!("02:00:00:00:02:0{i}")}))
+            .collect::<Vec<_>>()
+    );
+    let (status, answer) = post(&racklift, Some(TOKEN), json_body(&many)).await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        error_of(&answer)
+            .starts_with("the report does not follow schema version 1: nics: 5 entries"),
+        "{answer}"
+    );
+    assert_eq!(snapshot(&api, &lab).await, before);
+    assert_eq!(
+        lifecycle(&api.device(lab.device).await).as_deref(),
+        Some("validating")
+    );
+}
+
+/// A TCP proxy to NetBox that, between [`Gate::hold`] and [`Gate::release`], holds every request
+/// whose request line contains one of the given texts: racklift's apply made to wait at a
+/// point the test chooses. Other requests pass.
+struct Gate {
+    port: u16,
+    release: tokio::sync::watch::Sender<bool>,
+    held: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Gate {
+    async fn start(hold: Vec<String>) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let netbox = reqwest::Url::parse(&common::lab().url).expect("NetBox URL");
+        let target = format!(
+            "{}:{}",
+            netbox.host_str().expect("host"),
+            netbox.port_or_known_default().expect("port")
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (release, released) = tokio::sync::watch::channel(true);
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = tokio::spawn({
+            let held = held.clone();
+            async move {
+                while let Ok((inbound, _)) = listener.accept().await {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        continue;
+                    };
+                    let (mut from_client, mut to_client) = inbound.into_split();
+                    let (mut from_netbox, mut to_netbox) = outbound.into_split();
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut from_netbox, &mut to_client).await;
+                    });
+                    let (hold, held, mut released) = (hold.clone(), held.clone(), released.clone());
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n) = from_client.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            let text = String::from_utf8_lossy(&buf[..n]);
+                            let line = text.lines().next().unwrap_or("").to_owned();
+                            if !*released.borrow() && hold.iter().any(|h| line.contains(h.as_str()))
+                            {
+                                held.lock().expect("held").push(line);
+                                let _ = released.wait_for(|r| *r).await;
+                            }
+                            if to_netbox.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            port,
+            release,
+            held,
+            accept,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until a request containing `text` is held.
+    async fn holds(&self, text: &str) {
+        wait_for(
+            &format!("a request for {text} held at the gate"),
+            || async {
+                self.held
+                    .lock()
+                    .expect("held")
+                    .iter()
+                    .any(|l| l.contains(text))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
+    fn hold(&self) {
+        self.held.lock().expect("held").clear();
+        let _ = self.release.send(false);
+    }
+
+    fn release(&self) {
+        let _ = self.release.send(true);
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.release();
+        self.accept.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_apply_of_a_device_and_applies_beyond_the_cap_are_answered_503() {
+    let api = Api::new();
+    let site = Site::new(&api, "valcap").await;
+    let mut labs = Vec::new();
+    for name in ["a", "b", "c"] {
+        let sub = Site {
+            slug: format!("{}-{name}", site.slug),
+            ..site.clone()
+        };
+        labs.push(lab(&api, &sub, "validating").await);
+    }
+    let [a, b, c] = &labs[..] else {
+        unreachable!("three labs")
+    };
+    // Where an apply is held: reading its device's interfaces (with the device taken), or
+    // looking its serial up (its first NetBox call). racklift's NetBox timeout is longer than
+    // any hold (the lab's NetBox, shared, can be slow).
+    let interfaces = |lab: &Lab| format!("/api/dcim/interfaces/?device_id={}&", lab.device);
+    let serial = |lab: &Lab| format!("/api/dcim/devices/?serial={}&", lab.serial);
+    let gate = Gate::start(vec![interfaces(a), serial(b), serial(c)]).await;
+    let racklift = Racklift::start(
+        &site,
+        Options {
+            netbox_url: gate.url(),
+            netbox_timeout: "45s",
+            validation: "  max_concurrent_applies: 2\n  apply_wait: 1s\n".into(),
+            ..options()
+        },
+    )
+    .await;
+    let port = racklift.port;
+    let body = |lab: &Lab| json_body(&report(lab));
+
+    // The script's retry while its first post is still applied: it waits for apply_wait, then
+    // 503 with Retry-After.
+    gate.hold();
+    let first = tokio::spawn(post_to(port, Some(TOKEN), body(a)));
+    gate.holds(&interfaces(a)).await;
+    let (status, retry_after, answer) = post_to(port, Some(TOKEN), body(a)).await;
+    gate.release();
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(retry_after.as_deref(), Some("5"));
+    assert!(
+        error_of(&answer).contains("another report for the device with the serial"),
+        "{answer}"
+    );
+    let (status, _, answer) = first.await.expect("post task");
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("validated")),
+        "{answer}"
+    );
+
+    // Two applies run (the cap): a third report is answered at once, before any NetBox call.
+    gate.hold();
+    let running = [
+        tokio::spawn(post_to(port, Some(TOKEN), body(b))),
+        tokio::spawn(post_to(port, Some(TOKEN), body(c))),
+    ];
+    gate.holds(&serial(b)).await;
+    gate.holds(&serial(c)).await;
+    let (status, retry_after, answer) = post_to(port, Some(TOKEN), body(a)).await;
+    gate.release();
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(retry_after.as_deref(), Some("5"));
+    assert!(
+        error_of(&answer).contains("validation.max_concurrent_applies"),
+        "{answer}"
+    );
+    for (lab, post) in [b, c].into_iter().zip(running) {
+        let (status, _, answer) = post.await.expect("post task");
+        assert_eq!(
+            (status, answer["result"].as_str()),
+            (200, Some("validated")),
+            "{answer}"
+        );
+        assert_made_to_match(&api, lab).await;
+    }
+    assert_made_to_match(&api, a).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_over_the_cap_wait_and_slow_request_headers_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let api = Api::new();
+    let site = Site::new(&api, "valconn").await;
+    let racklift = Racklift::start(
+        &site,
+        Options {
+            extra: "http:\n  max_connections: 2\n  header_read_timeout: 3s\n".into(),
+            ..options()
+        },
+    )
+    .await;
+    let health = format!("http://127.0.0.1:{}/healthz", racklift.port);
+    let slow = "GET /healthz HTTP/1.1\r\nHost: racklift\r\n";
+    let mut first = connect(racklift.port, slow).await;
+    let second = connect(racklift.port, slow).await;
+    // Two connections are open, none more is served until one closes.
+    let third = reqwest::Client::new()
+        .get(&health)
+        .timeout(std::time::Duration::from_secs(1))
+        .send()
+        .await;
+    assert!(
+        third.is_err(),
+        "a third connection was served: {:?}",
+        third.map(|r| r.status())
+    );
+    // A client that never finishes its headers is cut off after header_read_timeout, however
+    // often it sends a byte more.
+    let started = std::time::Instant::now();
+    let (mut reading, mut writing) = second.into_split();
+    let trickle = tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            every.tick().await;
+            if writing.write_all(b"X").await.is_err() {
+                break;
+            }
+        }
+    });
+    read_to_close(&mut first).await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        common::WAIT,
+        tokio::io::AsyncReadExt::read_to_end(&mut reading, &mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "the trickling client was never cut off");
+    trickle.abort();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_for("racklift to serve again", || async {
+        let response = reqwest::get(&health).await.ok()?;
+        response.status().is_success().then_some(())
+    })
+    .await;
 }

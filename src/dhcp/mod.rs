@@ -242,6 +242,7 @@ pub(crate) mod tests {
             "02:00:00:aa:bb:01:02",
             "zz:00:00:aa:bb:01",
             "1:2:0:0:aa:bb:1",
+            "a0AééA0éa",
         ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad}");
         }

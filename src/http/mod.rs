@@ -1,6 +1,9 @@
-//! racklift's HTTP surface: NetBox's webhook (`POST /hooks/netbox`) and `GET /healthz`.
-//! Handlers verify and queue; they never call NetBox.
+//! racklift's HTTP surface: NetBox's webhook (`POST /hooks/netbox`), the validation callback
+//! (`POST /v1/validation`), `GET /healthz`, and the server loop that serves them. The webhook
+//! handler verifies and queues, never calling NetBox; the validation callback is the one
+//! handler that does, because the script waits for its verdict.
 
+mod server;
 mod validation;
 mod webhook;
 
@@ -12,19 +15,12 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use serde_json::json;
 
+pub use server::serve;
+pub use validation::ValidationCallback;
 pub use webhook::{SIGNATURE_HEADER, sign};
 
 use crate::config::Secret;
 use crate::controller::WorkQueue;
-use crate::netbox::NetBoxClient;
-
-/// What the validation callback needs: it is the one handler that talks to NetBox, because the
-/// script waits for its verdict.
-#[derive(Debug)]
-pub struct ValidationCallback {
-    pub client: NetBoxClient,
-    pub token: Secret,
-}
 
 /// What the handlers share.
 #[derive(Debug, Clone)]

@@ -504,6 +504,12 @@ pub struct Options {
     pub secrets: Vec<String>,
     /// The validation callback's bearer token.
     pub validation_token: Option<String>,
+    /// racklift's `netbox.timeout` (per request).
+    pub netbox_timeout: &'static str,
+    /// More of the `validation:` section (with the token), as YAML lines indented by two spaces.
+    pub validation: String,
+    /// More top-level sections (e.g. `http:`), as YAML.
+    pub extra: String,
 }
 
 impl Default for Options {
@@ -519,6 +525,9 @@ impl Default for Options {
             bmc: String::new(),
             secrets: Vec::new(),
             validation_token: None,
+            netbox_timeout: "5s",
+            validation: String::new(),
+            extra: String::new(),
         }
     }
 }
@@ -577,13 +586,14 @@ impl Racklift {
         std::fs::write(&token, &self.options.token).expect("token file");
         std::fs::write(&secret, &self.secret).expect("secret file");
         let config = format!(
-            "netbox:\n  url: {url}\n  token: {{file: {token}}}\n  timeout: 10s\n\
+            "netbox:\n  url: {url}\n  token: {{file: {token}}}\n  timeout: {timeout}\n\
              listen: 127.0.0.1:{port}\n\
              webhook:\n  url: http://127.0.0.1:{port}/hooks/netbox\n  secret: {{file: {secret}}}\n  body_limit_bytes: {limit}\n\
              scope:\n  instance: {site}\n  sites: [{site}]\n\
              reconciler:\n  concurrency: 4\n  resync_interval: {resync}\n  validating_deadline: {deadline}\n  backoff_base: 200ms\n  backoff_max: 2s\n  stage_retries: 3\n\
-             {bmc}{validation}",
+             {bmc}{validation}{extra}",
             url = self.options.netbox_url,
+            timeout = self.options.netbox_timeout,
             token = token.display(),
             secret = secret.display(),
             port = self.port,
@@ -597,8 +607,13 @@ impl Racklift {
                 .map_or_else(String::new, |token| {
                     let file = self.dir.path().join("validation-token");
                     std::fs::write(&file, token).expect("validation token");
-                    format!("validation:\n  token: {{file: {}}}\n", file.display())
+                    format!(
+                        "validation:\n  token: {{file: {}}}\n{}",
+                        file.display(),
+                        self.options.validation
+                    )
                 }),
+            extra = self.options.extra,
             bmc = if self.options.bmc.is_empty() {
                 String::new()
             } else {
