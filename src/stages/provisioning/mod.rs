@@ -132,8 +132,7 @@ impl<S: DeviceStore> Step<'_, S> {
             device,
             stamp,
             now,
-        } = self;
-        let now = *now;
+        } = *self;
         let system = System::find(session).await?;
         let Some(sent) = stamp.step.as_deref().and_then(Sent::from_step) else {
             return self.reset(&system, 0).await;
@@ -196,8 +195,7 @@ impl<S: DeviceStore> Step<'_, S> {
             device,
             stamp,
             now,
-        } = self;
-        let now = *now;
+        } = *self;
         if let Some(targets) = &system.boot.allowed_targets
             && !targets.iter().any(|t| t == "Pxe")
         {

@@ -5,7 +5,7 @@
 use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::binding::{admit, bound};
 use super::check::{Expectations, Facts, Iface, Peer, SwitchPort, check};
@@ -13,6 +13,7 @@ use super::report::{Cpus, Disk, Neighbour, Nic, Report, parse};
 use crate::config::ReportBounds;
 use crate::dhcp::Mac;
 use crate::netbox::DeviceId;
+use crate::testing::any_json;
 
 fn bounds() -> impl Strategy<Value = ReportBounds> {
     (0usize..8, 0usize..8, 0usize..8).prop_map(|(nics, disks, lldp_neighbours)| ReportBounds {
@@ -22,26 +23,6 @@ fn bounds() -> impl Strategy<Value = ReportBounds> {
     })
 }
 
-/// Any JSON value, nested a few levels.
-fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        ".{0,12}".prop_map(Value::from),
-    ];
-    leaf.prop_recursive(4, 48, 6, |inner| {
-        prop_oneof![
-            vec(inner.clone(), 0..6).prop_map(Value::Array),
-            btree_map("[a-z_]{0,8}", inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
-        ]
-    })
-}
-
-/// The right type with odd contents most of the time, anything at all now and then.
 fn or_any(right: impl Strategy<Value = Value> + 'static) -> BoxedStrategy<Value> {
     prop_oneof![4 => right, 1 => any_json()].boxed()
 }
