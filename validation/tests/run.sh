@@ -423,11 +423,12 @@ test_post_unreachable_gives_up() {
     local closed
     closed=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     local start=$SECONDS
-    validate --url "http://127.0.0.1:$closed" --token t --timeout 2 --max-delay 1
+    # Attempts at 0 s, 1 s and 2 s; a fourth would start after 3 s, past the budget.
+    validate --url "http://127.0.0.1:$closed" --token t --timeout 3 --max-delay 1
     local took=$((SECONDS - start))
     expect_rc 1
-    ((took <= 4)) || fail "took ${took}s with --timeout 2"
-    expect_err "giving up after 3 attempts in 2s (--timeout 2s); last: curl: (7) Failed to connect"
+    ((took <= 5)) || fail "took ${took}s with --timeout 3"
+    expect_err "giving up after 3 attempts in 2s (--timeout 3s); last: curl: (7) Failed to connect"
     expect_jq '.version == 1'
 }
 
