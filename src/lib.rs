@@ -2,18 +2,24 @@
 //!
 //! # Layout
 //! - [`config`]: the one configuration file, secrets from env or files.
-//! - [`lifecycle`]: the states, the table of what racklift does in each, the pure `decide`.
-//! - [`netbox`]: the REST client, the device as racklift reads it, `netbox apply`.
+//! - [`lifecycle`]: the states, the table of every transition racklift writes and its owner,
+//!   the pure `decide`.
+//! - [`netbox`]: the REST client, the device as racklift reads it, the typed IPAM reads, the
+//!   one lifecycle writer (`netbox::transition`), `netbox apply`.
 //! - [`controller`]: the coalescing queue, the workers, resync and the retry policy.
 //! - [`http`]: the webhook receiver, the validation callback, the health endpoint, and the
 //!   accept loop that serves them (connection cap, header timeout).
-//! - [`dhcp`]: the DHCP hook's lease events, spool and drain.
-//! - [`stages`]: each stage's work: discovery (a lease made true in NetBox), provisioning
+//! - [`dhcp`]: the DHCP hook's lease events, spool and drain, and discovery (a lease made true
+//!   in NetBox: `racked → discovered`).
+//! - [`stages`]: the stage contract (`stages::run`) and each stage's work: provisioning
 //!   (Redfish), validation (a report checked, then NetBox made to match).
 //! - [`serve`]: wires the above into `racklift serve`.
 //!
 //! Deciding (in `lifecycle`) is kept apart from doing (in `controller`, through `netbox`): a
 //! webhook only says "look at device N"; the controller reads N from NetBox and acts on that.
+//! Three entry points move devices (the controller, the DHCP drain, the validation callback)
+//! and all three write the move through `netbox::transition`, the only code that sets
+//! `lifecycle`; a 412 goes back to the caller's one retry layer.
 
 pub mod cli;
 pub mod config;

@@ -15,9 +15,10 @@ use tokio::time::Instant;
 pub use queue::{QueueFull, QueueStats, WorkQueue};
 
 use crate::config::{BmcConfig, ReconcilerConfig, Scope};
-use crate::lifecycle::{self, Decision, JournalKind, Lifecycle, Policy, Stage, Stamp, Transition};
+use crate::lifecycle::{self, Decision, Lifecycle, Policy, Stage, Stamp, Transition};
+use crate::netbox::transition::{self, Carry};
 use crate::netbox::{Device, DeviceId, DeviceStore, DeviceUpdate, NetBoxError, Unmanaged};
-use crate::stages::provisioning::{self, StageError};
+use crate::stages::{self, Ctx, StageError};
 
 /// 412s in a row answered by an immediate re-read; more are retried with backoff.
 const IMMEDIATE_REREADS: u32 = 3;
@@ -317,18 +318,19 @@ impl<S: DeviceStore> Controller<S> {
             .clone()
             .filter(|s| s.state == state)
             .unwrap_or_else(|| Stamp::entered(state, now));
-        let result = match stage {
-            Stage::Provision => {
-                provisioning::run(&self.store, &self.bmc, device, &stamp, now).await
-            }
+        let ctx = Ctx {
+            store: &self.store,
+            bmc: &self.bmc,
+            stamp: &stamp,
+            now,
         };
-        match result {
-            Ok(provisioning::Outcome::Done(message)) => {
+        match stages::run(stage, device, &ctx).await {
+            Ok(stages::Outcome::Done(message)) => {
                 self.transition(device, Transition::to(state, next, message))
                     .await
             }
-            Ok(provisioning::Outcome::Wait(after)) => Ok(Outcome::Waiting(state, after)),
-            Ok(provisioning::Outcome::Fail(reason)) => {
+            Ok(stages::Outcome::Wait(after)) => Ok(Outcome::Waiting(state, after)),
+            Ok(stages::Outcome::Fail(reason)) => {
                 self.transition(device, Transition::failed(state, reason))
                     .await
             }
@@ -397,37 +399,17 @@ impl<S: DeviceStore> Controller<S> {
             .build()
     }
 
-    /// Journal first, then the conditional write: a crash in between repeats the journal entry
-    /// on the next attempt rather than losing it.
+    /// Writes the move through the one writer (`netbox::transition`); a 412 comes back as
+    /// an error this controller's retry layer answers with a fresh read.
     async fn transition(
         &self,
         device: &Device,
         transition: Transition,
     ) -> Result<Outcome, ReconcileError> {
-        let id = device.id;
-        self.store
-            .journal(id, transition.journal, &transition.journal_text())
+        transition::write(&self.store, device, &transition, Carry::default())
             .await
-            .map_err(netbox(id, "writing the journal entry"))?;
-        let update = DeviceUpdate::transition(
-            transition.to,
-            transition.error.clone(),
-            Stamp::entered(transition.to, Utc::now()),
-        );
-        match self.store.update_device(device, &update).await {
-            Ok(_) => Ok(Outcome::Moved(transition)),
-            Err(source @ NetBoxError::Changed { .. }) => {
-                let note = format!(
-                    "racklift: not applied ({} → {}): the device was edited while racklift decided; the edit wins and racklift decides again",
-                    transition.from, transition.to
-                );
-                if let Err(e) = self.store.journal(id, JournalKind::Warning, &note).await {
-                    tracing::warn!(device = %id, error = %e, "could not journal the dropped transition");
-                }
-                Err(netbox(id, "writing the next state")(source))
-            }
-            Err(e) => Err(netbox(id, "writing the next state")(e)),
-        }
+            .map_err(netbox(device.id, "writing the next state"))?;
+        Ok(Outcome::Moved(transition))
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 use super::*;
 use crate::config::ReconcilerConfig;
+use crate::lifecycle::JournalKind;
 
 #[derive(Debug, Default)]
 struct FakeStore {
@@ -60,7 +61,7 @@ impl DeviceStore for FakeStore {
         self.calls.lock().expect("lock").push(format!(
             "update {} {}",
             device.id,
-            update.lifecycle.map_or("(stamp only)", Lifecycle::as_str)
+            update.lifecycle().map_or("(stamp only)", Lifecycle::as_str)
         ));
         if let Some(e) = self.fail_update.lock().expect("lock").take() {
             return Err(e);

@@ -15,11 +15,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::LeaseEvent;
+use super::discovery::{self, DiscoveryError, LeaseOutcome};
 use super::schedule::{Failure, Schedule, superseded};
 use super::spool::{Counters, Ignored, Pending, PendingFile, Spool, SpoolError};
 use crate::config::{DhcpConfig, Scope};
 use crate::netbox::NetBoxClient;
-use crate::stages::discovery::{self, DiscoveryError, LeaseOutcome};
 
 /// While events wait on their own backoff, how often the drain looks for new arrivals: a lease
 /// spooled meanwhile must not wait behind another MAC's retry.
@@ -34,7 +34,7 @@ pub enum DrainError {
     NetBox(#[source] DiscoveryError),
 }
 
-/// Where the drain takes a lease event: NetBox (through `stages::discovery`) in racklift, a
+/// Where the drain takes a lease event: NetBox (through `discovery`) in racklift, a
 /// stand-in in the drain's tests.
 pub trait LeaseSink {
     fn apply(

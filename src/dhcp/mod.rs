@@ -1,8 +1,9 @@
 //! The DHCP hook's side of discovery: a lease event as the hook hands it over, checked once at
 //! the edge; the on-disk spool that keeps it until NetBox has it; and the drain that pushes
-//! spooled events to NetBox (the NetBox work itself is `stages::discovery`), with its
+//! spooled events to NetBox (the NetBox work itself is `discovery`), with its
 //! decisions (superseding, per-MAC retries, outages) in `schedule`.
 
+pub mod discovery;
 mod drain;
 mod schedule;
 mod spool;

@@ -45,6 +45,7 @@ fn kind(error: &NetBoxError) -> Kind {
         NetBoxError::Server { .. } | NetBoxError::Changed { .. } => Kind::EventFailed,
         NetBoxError::Rejected { .. }
         | NetBoxError::EmptyFilter { .. }
+        | NetBoxError::Unlisted { .. }
         | NetBoxError::Unexpected { .. } => Kind::Refused,
         NetBoxError::TokenRefused { .. } => Kind::Stop,
     }

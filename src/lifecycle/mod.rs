@@ -103,79 +103,111 @@ impl FromStr for Lifecycle {
     }
 }
 
-/// Who moves a device out of a state.
+/// Who writes a transition. racklift's three entry points, each through the one writer
+/// (`netbox::transition`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
-    Racklift,
-    /// The script in the PXE-booted image, through the validation callback.
-    ValidationImage,
+    /// The reconciler (`controller`), woken by NetBox's webhook or the resync.
+    Reconciler,
+    /// The DHCP drain (`dhcp`), when the BMC of a racked device takes a lease.
+    DhcpHook,
+    /// The validation callback (`http::validation`), when the booted image reports.
+    ValidationReport,
 }
 
-/// A stage whose work reaches outside NetBox (`stages::*`).
+/// A stage whose work reaches outside NetBox: one module in `stages/` each, run by the
+/// reconciler through `stages::run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     /// Redfish: one-time PXE boot and power on; then `validating`.
     Provision,
 }
 
-/// What racklift does when it finds a device in a state.
+/// What moves a device from a row's `from` to its `to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Work {
-    /// Take the device into the next stage: a write, no outside work.
-    Claim { next: Lifecycle },
-    /// Do the stage's work; it says when it is done (`next`) or failed.
-    Run { stage: Stage, next: Lifecycle },
-    /// Someone else reports; past the deadline the device is `failed`.
-    AwaitReport,
+    /// A lease of the device's BMC (the DHCP hook). Never `failed`: a lease NetBox cannot
+    /// record is journaled and the device waits.
+    Lease,
+    /// Taking the device into the next stage: a write, no outside work.
+    Claim,
+    /// The stage's work; it says when it is done or failed.
+    Run(Stage),
+    /// A report from the booted image; its verdict may be `failed`, and past
+    /// `validating_deadline` without one the reconciler writes `failed`.
+    Report,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Row {
-    pub state: Lifecycle,
+    pub from: Lifecycle,
+    pub to: Lifecycle,
     pub owner: Owner,
     pub work: Work,
 }
 
-/// Every state racklift acts on. `racked` (waits for the DHCP hook) and `failed` (waits for the
-/// operator) are absent by design; `hardening`, `ready` and `monitored` are absent until their
-/// stages are built, so a device there waits untouched.
+impl Row {
+    /// Whether this step may end in `failed` instead of `to` (with the reason).
+    pub const fn may_fail(&self) -> bool {
+        !matches!(self.work, Work::Lease)
+    }
+}
+
+/// Every transition racklift writes, with its owner; `failed` is reachable from every row that
+/// [`Row::may_fail`]. The operator's moves (enrolling a device at `racked`, retrying a
+/// `failed` one from the state it names) are the operator's and absent. `hardening`, `ready`
+/// and `monitored` have no row until their stages are built, so a device there waits
+/// untouched. Adding a stage is one module in `stages/` and one row here.
 pub const TABLE: &[Row] = &[
     Row {
-        state: Lifecycle::Discovered,
-        owner: Owner::Racklift,
-        work: Work::Claim {
-            next: Lifecycle::Provisioning,
-        },
+        from: Lifecycle::Racked,
+        to: Lifecycle::Discovered,
+        owner: Owner::DhcpHook,
+        work: Work::Lease,
     },
     Row {
-        state: Lifecycle::Provisioning,
-        owner: Owner::Racklift,
-        work: Work::Run {
-            stage: Stage::Provision,
-            next: Lifecycle::Validating,
-        },
+        from: Lifecycle::Discovered,
+        to: Lifecycle::Provisioning,
+        owner: Owner::Reconciler,
+        work: Work::Claim,
     },
     Row {
-        state: Lifecycle::Validating,
-        owner: Owner::ValidationImage,
-        work: Work::AwaitReport,
+        from: Lifecycle::Provisioning,
+        to: Lifecycle::Validating,
+        owner: Owner::Reconciler,
+        work: Work::Run(Stage::Provision),
     },
     Row {
-        state: Lifecycle::Validated,
-        owner: Owner::Racklift,
-        work: Work::Claim {
-            next: Lifecycle::Hardening,
-        },
+        from: Lifecycle::Validating,
+        to: Lifecycle::Validated,
+        owner: Owner::ValidationReport,
+        work: Work::Report,
+    },
+    Row {
+        from: Lifecycle::Validated,
+        to: Lifecycle::Hardening,
+        owner: Owner::Reconciler,
+        work: Work::Claim,
     },
 ];
 
+/// The row for leaving `state`: at most one per state (a unit test holds the table to it).
 pub fn row(state: Lifecycle) -> Option<&'static Row> {
-    TABLE.iter().find(|row| row.state == state)
+    TABLE.iter().find(|row| row.from == state)
 }
 
-/// The states the resync lists: those racklift acts on.
+/// Whether the table lists `from → to` (the writer refuses any other move).
+pub fn listed(from: Lifecycle, to: Lifecycle) -> bool {
+    row(from).is_some_and(|row| row.to == to || (to == Lifecycle::Failed && row.may_fail()))
+}
+
+/// The states the resync lists: those the reconciler acts on (its own rows, and the report it
+/// waits for with a deadline).
 pub fn acted_on() -> impl Iterator<Item = Lifecycle> {
-    TABLE.iter().map(|row| row.state)
+    TABLE
+        .iter()
+        .filter(|row| !matches!(row.work, Work::Lease))
+        .map(|row| row.from)
 }
 
 /// The limits [`decide`] applies, from the configuration.
@@ -269,11 +301,18 @@ pub fn decide(
         return Decision::Nothing;
     };
     match row.work {
-        Work::Claim { next } => {
-            Decision::Transition(Transition::to(state, next, format!("claimed for {next}")))
-        }
-        Work::Run { stage, next } => Decision::Run { stage, next },
-        Work::AwaitReport => {
+        // Not the reconciler's: a racked device waits for its BMC's lease.
+        Work::Lease => Decision::Nothing,
+        Work::Claim => Decision::Transition(Transition::to(
+            state,
+            row.to,
+            format!("claimed for {}", row.to),
+        )),
+        Work::Run(stage) => Decision::Run {
+            stage,
+            next: row.to,
+        },
+        Work::Report => {
             let current = stamp.filter(|stamp| stamp.state == state);
             let since = current.map_or(now, |stamp| stamp.since);
             let waited = (now - since).to_std().unwrap_or_default();
@@ -419,6 +458,64 @@ mod tests {
         assert!(
             error.contains("set the lifecycle to provisioning"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn the_table_has_one_row_per_state_and_lists_what_racklift_writes() {
+        for (i, a) in TABLE.iter().enumerate() {
+            assert!(
+                TABLE[i + 1..].iter().all(|b| b.from != a.from),
+                "two rows leave {}",
+                a.from
+            );
+        }
+        assert!(listed(Lifecycle::Racked, Lifecycle::Discovered));
+        assert!(
+            !listed(Lifecycle::Racked, Lifecycle::Failed),
+            "a lease never fails a device"
+        );
+        assert!(listed(Lifecycle::Validating, Lifecycle::Validated));
+        assert!(listed(Lifecycle::Validating, Lifecycle::Failed));
+        assert!(!listed(Lifecycle::Validating, Lifecycle::Provisioning));
+        assert!(
+            !listed(Lifecycle::Failed, Lifecycle::Provisioning),
+            "the operator's move"
+        );
+        assert!(
+            !listed(Lifecycle::Ready, Lifecycle::Failed),
+            "no stage is built there yet"
+        );
+    }
+
+    #[test]
+    fn every_transition_decide_returns_is_in_the_table() {
+        let now = t("2026-11-25T10:00:00Z");
+        let old = Stamp::entered(Lifecycle::Validating, t("2026-11-20T10:00:00Z"));
+        for state in Lifecycle::ALL {
+            for stamp in [None, Some(&old)] {
+                match decide(state, stamp, now, &policy()) {
+                    Decision::Transition(tr) => {
+                        assert!(listed(tr.from, tr.to), "{} → {}", tr.from, tr.to)
+                    }
+                    Decision::Run { next, .. } => assert!(listed(state, next)),
+                    Decision::Nothing | Decision::Wait { .. } => {}
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_resync_lists_the_reconcilers_states_and_validating_but_not_racked() {
+        let states: Vec<Lifecycle> = acted_on().collect();
+        assert_eq!(
+            states,
+            [
+                Lifecycle::Discovered,
+                Lifecycle::Provisioning,
+                Lifecycle::Validating,
+                Lifecycle::Validated
+            ]
         );
     }
 

@@ -151,13 +151,14 @@ impl Device {
 }
 
 /// The fields racklift writes on a device: a state change (with its error, stamp and status
-/// mirror), a stamp alone, or the OOB IP. `None` leaves a field as it is.
+/// mirror), a stamp alone, or the OOB IP. `None` leaves a field as it is. The state, its error
+/// and the status mirror are private to `netbox`: only the one writer (`transition`) sets them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeviceUpdate {
-    pub lifecycle: Option<Lifecycle>,
-    pub lifecycle_error: Option<Option<String>>,
+    pub(super) lifecycle: Option<Lifecycle>,
+    pub(super) lifecycle_error: Option<Option<String>>,
     pub stamp: Option<Stamp>,
-    pub status: Option<&'static str>,
+    pub(super) status: Option<&'static str>,
     /// The id of an IP address record on one of the device's interfaces.
     pub oob_ip: Option<u64>,
     /// `validation_results`: the last report's summary and verdict.
@@ -165,7 +166,7 @@ pub struct DeviceUpdate {
 }
 
 impl DeviceUpdate {
-    pub fn transition(to: Lifecycle, error: Option<String>, stamp: Stamp) -> Self {
+    pub(super) fn transition(to: Lifecycle, error: Option<String>, stamp: Stamp) -> Self {
         Self {
             lifecycle: Some(to),
             lifecycle_error: Some(error),
@@ -173,6 +174,19 @@ impl DeviceUpdate {
             status: Some(to.netbox_status()),
             oob_ip: None,
             validation_results: None,
+        }
+    }
+
+    /// The state this update writes, if it is a transition.
+    pub fn lifecycle(&self) -> Option<Lifecycle> {
+        self.lifecycle
+    }
+
+    /// The OOB IP alone (a lease's new address on a device past `racked`).
+    pub fn oob_ip(ip: u64) -> Self {
+        Self {
+            oob_ip: Some(ip),
+            ..Self::default()
         }
     }
 

@@ -4,6 +4,8 @@
 pub mod apply;
 mod client;
 mod device;
+pub mod ipam;
+pub mod transition;
 
 #[cfg(feature = "test-hooks")]
 pub mod pause;
@@ -60,6 +62,16 @@ pub enum NetBoxError {
         "racklift did not ask NetBox for {path} with an empty `{key}` filter: NetBox would ignore it and answer every object"
     )]
     EmptyFilter { path: String, key: String },
+    /// A bug, never an input: a caller asked the writer for a move the lifecycle table does
+    /// not list.
+    #[error(
+        "racklift did not move {device} from {from} to {to}: the lifecycle table lists no such transition (a racklift bug; please report it)"
+    )]
+    Unlisted {
+        device: String,
+        from: Lifecycle,
+        to: Lifecycle,
+    },
     #[error("NetBox's answer to {method} {path} is not what racklift expects: {detail}")]
     Unexpected {
         method: &'static str,
@@ -78,6 +90,7 @@ impl NetBoxError {
             | Self::Rejected { .. }
             | Self::Changed { .. }
             | Self::EmptyFilter { .. }
+            | Self::Unlisted { .. }
             | Self::Unexpected { .. } => false,
         }
     }

@@ -24,29 +24,11 @@ use serde_json::json;
 
 use evidence::{Limits, Next, Observed, ResetRecord, Sent};
 
+use super::{Ctx, Outcome, StageError};
 use crate::config::BmcConfig;
 use crate::lifecycle::{JournalKind, Stamp};
-use crate::netbox::{Device, DeviceStore, DeviceUpdate, NetBoxError};
+use crate::netbox::{Device, DeviceStore, DeviceUpdate};
 use crate::redfish::{BmcEndpoint, RedfishError, Session, System};
-
-/// What a provisioning reconcile came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Provisioned: move to `validating` with this journal text.
-    Done(String),
-    /// Look again after this long.
-    Wait(Duration),
-    /// Failed for good, with the reason and what to do.
-    Fail(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StageError {
-    #[error(transparent)]
-    Bmc(#[from] RedfishError),
-    #[error("recording the step in NetBox")]
-    NetBox(#[source] NetBoxError),
-}
 
 /// Where the device's BMC is and how to log in, or why racklift cannot know.
 pub fn endpoint(config: &BmcConfig, device: &Device) -> Result<BmcEndpoint, String> {
@@ -87,14 +69,14 @@ pub fn endpoint(config: &BmcConfig, device: &Device) -> Result<BmcEndpoint, Stri
     })
 }
 
-/// One provisioning step for `device`, whose current stamp is `stamp`.
-pub async fn run<S: DeviceStore>(
-    store: &S,
-    config: &BmcConfig,
-    device: &Device,
-    stamp: &Stamp,
-    now: DateTime<Utc>,
-) -> Result<Outcome, StageError> {
+/// One provisioning step for `device` (the stage contract, `stages::run`).
+pub async fn run<S: DeviceStore>(device: &Device, ctx: &Ctx<'_, S>) -> Result<Outcome, StageError> {
+    let &Ctx {
+        store,
+        bmc: config,
+        stamp,
+        now,
+    } = ctx;
     let endpoint = match endpoint(config, device) {
         Ok(endpoint) => endpoint,
         Err(reason) => return Ok(Outcome::Fail(reason)),

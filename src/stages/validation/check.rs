@@ -112,6 +112,26 @@ impl IfacePlan {
     }
 }
 
+impl Plan {
+    /// What carrying out the plan changes in NetBox, one line per change, for the journal
+    /// entry written before the changes are made.
+    pub fn changes(&self) -> Vec<String> {
+        let mut changes = Vec::new();
+        for iface in &self.interfaces {
+            if matches!(iface.target, Target::Create { .. }) {
+                changes.push(format!("created interface {}", iface.name));
+            }
+            if let Some(MacPlan { mac, .. }) = &iface.mac {
+                changes.push(format!("MAC {mac} on {}", iface.name));
+            }
+            if iface.cable.is_some() {
+                changes.push(format!("cabled {}", iface.name));
+            }
+        }
+        changes
+    }
+}
+
 /// A NetBox interface type for a speed in Mb/s (the fallback when the device type says none).
 fn interface_type(speed: Option<u64>) -> &'static str {
     match speed {

@@ -28,7 +28,8 @@ pub use check::{Expectations, Facts, IfacePlan, MacPlan, Plan, check};
 pub use report::{Report, parse};
 
 use crate::config::{Scope, ValidationConfig};
-use crate::lifecycle::{JournalKind, Lifecycle};
+use crate::lifecycle::{JournalKind, Lifecycle, Transition};
+use crate::netbox::transition::{self, Carry};
 use crate::netbox::{Device, NetBoxClient, NetBoxError};
 use gather::BySerial;
 use locks::DeviceLocks;
@@ -198,27 +199,26 @@ impl Validator {
                 "validation: the server does not match NetBox; nothing was changed:\n- {}\nFix the hardware, the cabling or NetBox, then set the lifecycle to provisioning.",
                 differences.join("\n- ")
             );
-            write::finish(
+            let verdict = Transition::failed(Lifecycle::Validating, reason);
+            transition::write(
                 client,
                 &device,
-                Lifecycle::Failed,
-                Some(reason.clone()),
-                results,
-                JournalKind::Danger,
-                &format!("racklift: validating → failed: {reason}"),
+                &verdict,
+                Carry {
+                    validation_results: Some(results),
+                    ..Carry::default()
+                },
             )
             .await
             .map_err(fail("recording the verdict"))?;
             return Ok(Verdict::Failed { differences });
         }
-        let made = write::make_netbox_match(client, device.id, &plan)
-            .await
-            .map_err(fail("updating NetBox"))?;
+        let made = plan.changes();
         let mut results = summary;
         results["verdict"] = json!("passed");
         results["changes"] = json!(made);
-        let text = format!(
-            "racklift: validating → validated: the server matches NetBox ({} NICs, {} disks, {} LLDP neighbours){}",
+        let message = format!(
+            "the server matches NetBox ({} NICs, {} disks, {} LLDP neighbours){}",
             report.nics.len(),
             report.disks.len(),
             report.lldp.len(),
@@ -228,17 +228,29 @@ impl Validator {
                 format!("; {}", made.join("; "))
             }
         );
-        write::finish(
-            client,
-            &device,
-            Lifecycle::Validated,
-            None,
-            results.clone(),
-            JournalKind::Success,
-            &text,
-        )
-        .await
-        .map_err(fail("recording the verdict"))?;
+        let verdict = Transition {
+            journal: JournalKind::Success,
+            ..Transition::to(Lifecycle::Validating, Lifecycle::Validated, message)
+        };
+        // Journal, changes, then the state on the device as read (If-Match): a device edited
+        // meanwhile answers 412, the script posts again, and the check finds what this apply
+        // made and creates nothing twice.
+        let journaled = transition::journal(client, &device, &verdict)
+            .await
+            .map_err(fail("journaling the verdict"))?;
+        write::make_netbox_match(client, device.id, &plan)
+            .await
+            .map_err(fail("updating NetBox"))?;
+        journaled
+            .commit(
+                client,
+                Carry {
+                    validation_results: Some(results.clone()),
+                    ..Carry::default()
+                },
+            )
+            .await
+            .map_err(fail("recording the verdict"))?;
         Ok(Verdict::Validated { summary: results })
     }
 
