@@ -297,7 +297,7 @@ fn main() -> anyhow::Result<ExitCode> {
     let server_runtime = tokio::runtime::Runtime::new().context("server runtime")?;
     let queue = Arc::new(WorkQueue::new(settings.ids));
     let app = router(
-        AppState::new(queue.clone(), secret, None),
+        AppState::new(queue.clone(), secret, None, Default::default()),
         &Limits {
             webhook_path: WEBHOOK_PATH.to_owned(),
             webhook_body: BODY_LIMIT,

@@ -62,6 +62,7 @@ async fn run<S: DeviceStore>(
         controller.queue().clone(),
         config.webhook_secret()?.clone(),
         validation,
+        controller.own_writes().clone(),
     );
     let app = router(
         state,

@@ -2,6 +2,7 @@
 //! periodic resync, workers that re-read each device from NetBox and carry out what the
 //! lifecycle table decides, and the error policy that schedules retries.
 
+mod own_writes;
 mod queue;
 
 use std::collections::HashMap;
@@ -12,7 +13,10 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use chrono::Utc;
 use tokio::time::Instant;
 
+pub use own_writes::OwnWrites;
 pub use queue::{QueueFull, QueueStats, WorkQueue};
+
+use own_writes::Remembering;
 
 use crate::config::{BmcConfig, ReconcilerConfig, Scope};
 use crate::lifecycle::{self, Decision, Lifecycle, Policy, Stage, Stamp, Transition};
@@ -86,7 +90,8 @@ struct Failing {
 
 #[derive(Debug)]
 pub struct Controller<S> {
-    store: S,
+    store: Remembering<S>,
+    own_writes: OwnWrites,
     queue: Arc<WorkQueue>,
     policy: Policy,
     config: ReconcilerConfig,
@@ -97,8 +102,10 @@ pub struct Controller<S> {
 
 impl<S: DeviceStore> Controller<S> {
     pub fn new(store: S, config: ReconcilerConfig, scope: &Scope, bmc: BmcConfig) -> Self {
+        let own_writes = OwnWrites::default();
         Self {
-            store,
+            store: Remembering::new(store, own_writes.clone()),
+            own_writes,
             bmc,
             queue: Arc::new(WorkQueue::new(config.queue_capacity)),
             policy: Policy {
@@ -112,6 +119,11 @@ impl<S: DeviceStore> Controller<S> {
 
     pub fn queue(&self) -> &Arc<WorkQueue> {
         &self.queue
+    }
+
+    /// The controller's own writes, for the webhook receiver to recognise their echoes.
+    pub fn own_writes(&self) -> &OwnWrites {
+        &self.own_writes
     }
 
     /// Runs the workers and the resync until the task is dropped.
@@ -194,7 +206,12 @@ impl<S: DeviceStore> Controller<S> {
                         self.requeue(id, after);
                     }
                     Outcome::Moved(tr) => {
-                        tracing::info!(device = %id, from = %tr.from, to = %tr.to, "{}", tr.message)
+                        tracing::info!(device = %id, from = %tr.from, to = %tr.to, "{}", tr.message);
+                        // The webhook for this write is recognised as racklift's own and
+                        // skipped: go on at once where the new state has work.
+                        if lifecycle::acted_on().any(|state| state == tr.to) {
+                            self.requeue(id, Duration::ZERO);
+                        }
                     }
                 }
             }

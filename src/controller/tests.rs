@@ -66,7 +66,18 @@ impl DeviceStore for FakeStore {
         if let Some(e) = self.fail_update.lock().expect("lock").take() {
             return Err(e);
         }
-        Ok(format!("{}+", device.etag))
+        // As NetBox does: the device now reads as written, with a new ETag.
+        let etag = format!("{}+", device.etag);
+        if let Some(stored) = self.devices.lock().expect("lock").get_mut(&device.id) {
+            if let Some(state) = update.lifecycle() {
+                stored.lifecycle = Some(Ok(state));
+            }
+            if let Some(stamp) = &update.stamp {
+                stored.stamp = Some(stamp.clone());
+            }
+            stored.etag.clone_from(&etag);
+        }
+        Ok(etag)
     }
 
     async fn journal(
@@ -354,4 +365,27 @@ fn a_retry_count_edited_to_the_largest_value_neither_panics_nor_stalls() {
         ..Stamp::entered(Lifecycle::Provisioning, Utc::now())
     };
     assert_eq!(stamp.retried().attempt, u32::MAX);
+}
+
+#[tokio::test]
+async fn a_move_into_a_state_with_work_is_followed_at_once_without_waiting_for_its_webhook() {
+    let store = FakeStore::with(device(1, Some("discovered"), "a"));
+    store
+        .devices
+        .lock()
+        .expect("lock")
+        .insert(DeviceId(2), device(2, Some("validated"), "a"));
+    let c = controller(store, &[]);
+    c.reconcile_and_schedule(DeviceId(1)).await;
+    assert_eq!(
+        c.queue.stats().waiting,
+        1,
+        "provisioning has work: requeued"
+    );
+    c.reconcile_and_schedule(DeviceId(2)).await;
+    assert_eq!(
+        c.queue.stats().waiting,
+        1,
+        "hardening has no stage yet: not requeued"
+    );
 }

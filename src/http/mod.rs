@@ -20,7 +20,7 @@ pub use validation::ValidationCallback;
 pub use webhook::{SIGNATURE_HEADER, sign};
 
 use crate::config::Secret;
-use crate::controller::WorkQueue;
+use crate::controller::{OwnWrites, WorkQueue};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct AppState {
     /// and one read per delivery is enough.
     pub seen: moka::sync::Cache<String, ()>,
     pub validation: Option<Arc<ValidationCallback>>,
+    /// The controller's own device writes: their webhooks need no re-read.
+    pub own_writes: OwnWrites,
 }
 
 impl AppState {
@@ -38,9 +40,11 @@ impl AppState {
         queue: Arc<WorkQueue>,
         webhook_secret: Secret,
         validation: Option<ValidationCallback>,
+        own_writes: OwnWrites,
     ) -> Self {
         Self {
             queue,
+            own_writes,
             webhook_secret,
             validation: validation.map(Arc::new),
             seen: moka::sync::Cache::builder()

@@ -42,6 +42,9 @@ struct Event {
 #[derive(Debug, Deserialize)]
 struct EventData {
     id: u64,
+    /// Absent from a deletion's data; when it is racklift's own last write, nothing to read.
+    #[serde(default)]
+    last_updated: Option<String>,
 }
 
 type Reply = (StatusCode, Json<serde_json::Value>);
@@ -100,6 +103,18 @@ pub(super) async fn receive(
         );
     }
     let id = DeviceId(event.data.id);
+    if event
+        .data
+        .last_updated
+        .as_deref()
+        .is_some_and(|at| state.own_writes.is_echo(id, at))
+    {
+        tracing::debug!(device = %id, "webhook for racklift's own write: nothing to read");
+        return (
+            StatusCode::ACCEPTED,
+            Json(json!({ "status": "racklift's own write", "device": id.0 })),
+        );
+    }
     let key = hex::encode(&claimed);
     if state.seen.contains_key(&key) {
         tracing::debug!(device = %id, "webhook delivered again: already queued");
@@ -135,11 +150,16 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::controller::WorkQueue;
+    use crate::controller::{OwnWrites, WorkQueue};
     use crate::testing::{any_json, object_with};
 
     fn state() -> AppState {
-        AppState::new(Arc::new(WorkQueue::new(16)), Secret::new("s3cret"), None)
+        AppState::new(
+            Arc::new(WorkQueue::new(16)),
+            Secret::new("s3cret"),
+            None,
+            OwnWrites::default(),
+        )
     }
 
     fn headers(signature: &str) -> HeaderMap {
@@ -216,6 +236,38 @@ mod tests {
                 (StatusCode::ACCEPTED, Some(expected))
             );
         }
+        assert_eq!(state.queue.stats().waiting, 1);
+    }
+
+    #[test]
+    fn the_webhook_for_racklifts_own_write_is_not_queued_and_a_later_edit_is() {
+        let state = state();
+        state
+            .own_writes
+            .record(DeviceId(7), "W/\"2026-12-07T20:41:02.123456+00:00\"");
+        let rt = runtime();
+        let deliver = |last_updated: &str| {
+            let body =
+                serde_json::to_vec(&json!({"event": "updated", "object_type": "dcim.device",
+                "data": {"id": 7, "last_updated": last_updated}}))
+                .expect("json");
+            let signed = sign(&state.webhook_secret, &body);
+            let (status, Json(answer)) = rt.block_on(receive(
+                State(state.clone()),
+                headers(&signed),
+                Bytes::from(body),
+            ));
+            (status, answer["status"].as_str().map(str::to_owned))
+        };
+        assert_eq!(
+            deliver("2026-12-07T20:41:02.123456Z"),
+            (StatusCode::ACCEPTED, Some("racklift's own write".into()))
+        );
+        assert_eq!(state.queue.stats().waiting, 0);
+        assert_eq!(
+            deliver("2026-12-07T20:41:05.000001Z"),
+            (StatusCode::ACCEPTED, Some("queued".into()))
+        );
         assert_eq!(state.queue.stats().waiting, 1);
     }
 }
