@@ -1,7 +1,10 @@
 //! racklift: NetBox as the control plane for bare-metal server bring-up.
 //!
 //! # Layout
-//! - [`config`]: the one configuration file, secrets from env or files.
+//! - [`config`]: the one configuration file, secrets from env or files. `config/mod.rs` is the
+//!   file as a whole (loading, checks that span sections); one file per section owns its raw and
+//!   resolved forms, defaults and checks: `netbox`, `webhook`, `scope`, `reconciler`, `dhcp`,
+//!   `bmc`, `validation`, `http`; `secret` is the `Secret` type and where secrets are read from.
 //! - [`lifecycle`]: the states, the table of what racklift does in each, the pure `decide`.
 //! - [`netbox`]: the REST client, the device as racklift reads it, `netbox apply`.
 //! - [`controller`]: the coalescing queue, the workers, resync and the retry policy.
