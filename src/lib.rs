@@ -10,7 +10,10 @@
 //! - [`controller`]: the coalescing queue, the workers, resync and the retry policy.
 //! - [`http`]: the webhook receiver, the validation callback, the health endpoint, and the
 //!   accept loop that serves them (connection cap, header timeout).
-//! - [`dhcp`]: the DHCP hook's lease events, spool and drain.
+//! - [`dhcp`]: the DHCP hook's lease events, spool and drain. `dhcp/spool/mod.rs` is the spool's
+//!   layout on disk, its counters, lock and log; `pending.rs` the queue of events and `corrupt/`;
+//!   `ignored.rs` the per-MAC lists (`racklift dhcp-spool`); `files.rs` one record on disk
+//!   (atomic write, tolerant read and listing, trimming).
 //! - [`stages`]: each stage's work: discovery (a lease made true in NetBox), provisioning
 //!   (Redfish), validation (a report checked, then NetBox made to match).
 //! - [`serve`]: wires the above into `racklift serve`.
