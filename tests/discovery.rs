@@ -872,11 +872,9 @@ async fn a_lease_netbox_answers_5xx_for_does_not_hold_up_the_other_macs() {
         );
     };
 
-    // NetBox fails every lookup of the bad device's MAC (racklift sends it upper-case,
-    // form-encoded), and nothing else.
-    let lookup: String =
-        url::form_urlencoded::byte_serialize(bad_mac.to_uppercase().as_bytes()).collect();
-    proxy.refuse_requests_with(&format!("mac_address={lookup}"));
+    // NetBox fails every lookup of the bad device's MAC (racklift sends it upper-case, in
+    // the lease query's variables), and nothing else.
+    proxy.refuse_requests_with(&format!("\"mac\":\"{}\"", bad_mac.to_uppercase()));
     lease(&bad_mac, "10.213.0.50");
     wait_for("the drain to meet the 503", || async {
         (proxy.refused() >= 1).then_some(())

@@ -86,8 +86,9 @@ impl NetBoxClient {
         &self.base
     }
 
-    /// Sends one request to `path` (relative to the API root, e.g. `dcim/devices/1/`) and maps
-    /// the status to an error. Returns the body and the `ETag`, if any.
+    /// Sends one request to `path` (relative to the API root, e.g. `dcim/devices/1/`; from
+    /// NetBox's root when it starts with `/`, e.g. `/graphql/`) and maps the status to an
+    /// error. Returns the body and the `ETag`, if any.
     async fn call(
         &self,
         method: Method,
@@ -103,15 +104,15 @@ impl NetBoxClient {
                 key: (*key).to_owned(),
             });
         }
-        let url = self
-            .base
-            .join("api/")
-            .and_then(|api| api.join(path))
-            .map_err(|e| NetBoxError::Unexpected {
-                method: method_name,
-                path: path.to_owned(),
-                detail: format!("cannot build the URL: {e}"),
-            })?;
+        let url = match path.strip_prefix('/') {
+            Some(from_root) => self.base.join(from_root),
+            None => self.base.join("api/").and_then(|api| api.join(path)),
+        }
+        .map_err(|e| NetBoxError::Unexpected {
+            method: method_name,
+            path: path.to_owned(),
+            detail: format!("cannot build the URL: {e}"),
+        })?;
         let mut request = self
             .http
             .request(method, url)
@@ -190,6 +191,39 @@ impl NetBoxClient {
             .call(Method::PATCH, path, &[], Some(body), None)
             .await?
             .0)
+    }
+
+    /// One GraphQL query (NetBox's `/graphql/`): several related reads in one request. An
+    /// answer with `errors` is an error naming the first.
+    pub async fn graphql(&self, query: &str, variables: &Value) -> Result<Value, NetBoxError> {
+        const PATH: &str = "/graphql/";
+        let body = json!({ "query": query, "variables": variables });
+        let (answer, _) = self
+            .call(Method::POST, PATH, &[], Some(&body), None)
+            .await?;
+        if let Some(first) = answer
+            .get("errors")
+            .and_then(Value::as_array)
+            .and_then(|e| e.first())
+        {
+            return Err(NetBoxError::Unexpected {
+                method: "POST",
+                path: PATH.into(),
+                detail: format!(
+                    "GraphQL error: {}",
+                    excerpt(first.get("message").and_then(Value::as_str).unwrap_or("?"))
+                ),
+            });
+        }
+        answer
+            .get("data")
+            .filter(|d| d.is_object())
+            .cloned()
+            .ok_or_else(|| NetBoxError::Unexpected {
+                method: "POST",
+                path: PATH.into(),
+                detail: "no data in the GraphQL answer".into(),
+            })
     }
 
     /// Every object of a list endpoint matching `query`, page by page.

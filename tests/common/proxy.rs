@@ -84,8 +84,8 @@ impl Proxy {
         }
     }
 
-    /// Answers `503` in NetBox's place to every request holding `pattern` (in its request line
-    /// or headers), from the next request on; the others pass as before.
+    /// Answers `503` in NetBox's place to every request holding `pattern` (in its request line,
+    /// headers or body), from the next request on; the others pass as before.
     pub fn refuse_requests_with(&self, pattern: &str) {
         *self.refusing.pattern.lock().expect("pattern") = Some(pattern.as_bytes().to_vec());
     }

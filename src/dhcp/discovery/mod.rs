@@ -69,20 +69,20 @@ pub async fn apply_lease(
             source,
         }
     };
-    let iface = match ipam::find_bmc_interface(client, &event.mac.to_string())
+    let mac = event.mac.to_string();
+    let view = ipam::lease_view(client, &mac, event.ip)
         .await
-        .map_err(fail("looking up the MAC's interface"))?
-    {
-        Ok(iface) => iface,
+        .map_err(fail(
+            "reading the MAC's interface, the prefixes and the address records",
+        ))?;
+    let carrier = match view.bmc(&mac) {
+        Ok(carrier) => carrier,
         Err(reason) => return Ok(LeaseOutcome::Unknown(reason)),
     };
-    let Some(device) = client
-        .device(iface.device)
-        .await
-        .map_err(fail("reading the device"))?
-    else {
+    let iface = carrier.iface.clone();
+    let Some(device) = carrier.device.clone() else {
         return Ok(LeaseOutcome::Unknown(format!(
-            "the device of interface {} is gone from NetBox",
+            "NetBox's answer for the device of interface {} is not a device racklift can read",
             iface.name
         )));
     };
@@ -97,15 +97,12 @@ pub async fn apply_lease(
     let about = describe(event, &iface);
 
     if !event.kind.holds() {
-        return release(client, event, &iface, &device, &about)
+        return release(client, event, &iface, &carrier.addresses, &device, &about)
             .await
             .map_err(fail("recording the release"));
     }
 
-    let prefixes = ipam::prefixes_containing(client, event.ip)
-        .await
-        .map_err(fail("looking up the prefix"))?;
-    let prefix = match choose_prefix(&prefixes, device.site_id) {
+    let prefix = match choose_prefix(&view.prefixes, device.site_id) {
         Ok(prefix) => prefix.clone(),
         Err(why) => {
             let text = refusal(event, &iface, &why);
@@ -127,19 +124,19 @@ pub async fn apply_lease(
         })
         .unwrap_or_default();
 
-    let holder = ipam::ip_records(client, event.ip, prefix.vrf)
-        .await
-        .map_err(fail("looking up the address"))?;
-    let holder = holder.iter().find(|r| r.is_on(&iface)).or(holder.first());
-    let on_iface = if holder.is_some() {
-        Vec::new()
-    } else {
-        ipam::addresses_on(client, iface.id)
-            .await
-            .map_err(fail("listing the interface's addresses"))?
-    };
+    let in_vrf: Vec<&IpRecord> = view
+        .records
+        .iter()
+        .filter(|r| r.host == event.ip && r.vrf == prefix.vrf)
+        .collect();
+    let holder = in_vrf
+        .iter()
+        .find(|r| r.is_on(&iface))
+        .or(in_vrf.first())
+        .copied();
+    let on_iface = &carrier.addresses;
 
-    let ip_plan = plan_held_ip(event.ip, &prefix, &iface, holder, &on_iface);
+    let ip_plan = plan_held_ip(event.ip, &prefix, &iface, holder, on_iface);
     // The address record's write, with what it changes for the journal; a conflict writes
     // nothing but its warning.
     let (ip_write, known_id, mut changes) = match ip_plan {
@@ -250,14 +247,11 @@ async fn release(
     client: &NetBoxClient,
     event: &LeaseEvent,
     iface: &BmcInterface,
+    on_iface: &[IpRecord],
     device: &Device,
     about: &str,
 ) -> Result<LeaseOutcome, NetBoxError> {
-    let records: Vec<IpRecord> = ipam::addresses_on(client, iface.id)
-        .await?
-        .into_iter()
-        .filter(|r| r.host == event.ip)
-        .collect();
+    let records: Vec<&IpRecord> = on_iface.iter().filter(|r| r.host == event.ip).collect();
     let Some(record) = records.first() else {
         let text = format!(
             "racklift: {about}: NetBox records no address {} on {}; nothing to mark",
@@ -271,16 +265,17 @@ async fn release(
     if record.status != "dhcp" {
         return Ok(LeaseOutcome::Unchanged);
     }
+    let text = format!(
+        "racklift: {about}: {}/{} marked deprecated until the lease is taken again; the OOB IP is kept",
+        record.host, record.len
+    );
+    // Journal first, as every write racklift makes.
+    client.journal(device.id, JournalKind::Info, &text).await?;
     client
         .patch(
             &format!("ipam/ip-addresses/{}/", record.id),
             &json!({"status": "deprecated"}),
         )
         .await?;
-    let text = format!(
-        "racklift: {about}: {}/{} marked deprecated until the lease is taken again; the OOB IP is kept",
-        record.host, record.len
-    );
-    client.journal(device.id, JournalKind::Info, &text).await?;
     Ok(LeaseOutcome::Applied(text))
 }

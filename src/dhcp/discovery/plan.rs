@@ -214,6 +214,7 @@ mod tests {
             host: host.parse().expect("ip"),
             len: len.parse().expect("len"),
             status: status.into(),
+            vrf: None,
             assigned: on.map(|id| ("dcim.interface".to_owned(), id, format!("srv if{id}"))),
         }
     }
