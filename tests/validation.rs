@@ -89,9 +89,21 @@ fn report(lab: &Lab) -> Value {
     })
 }
 
+/// Posts a report as racklift-validate does: a `503` with `Retry-After` (the device changed
+/// while the report was applied, say) is posted again after the delay, a few times.
 async fn post(racklift: &Racklift, token: Option<&str>, body: Vec<u8>) -> (u16, Value) {
-    let (status, _, answer) = post_to(racklift.port, token, body).await;
-    (status, answer)
+    let mut tries = 0;
+    loop {
+        let (status, retry_after, answer) = post_to(racklift.port, token, body.clone()).await;
+        let delay = retry_after.and_then(|s| s.parse::<u64>().ok());
+        match delay {
+            Some(secs) if status == 503 && tries < 3 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+            }
+            _ => return (status, answer),
+        }
+    }
 }
 
 /// Posts a report to racklift on `port`; the answer's status, `Retry-After` and body. No

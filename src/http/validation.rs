@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 
 use super::AppState;
 use crate::config::{ReportBounds, Scope, Secret, ValidationConfig};
-use crate::netbox::NetBoxClient;
+use crate::netbox::{NetBoxClient, NetBoxError};
 use crate::stages::validation::{self, Validator, Verdict};
 
 /// What a busy racklift asks the script to wait before it posts again.
@@ -185,13 +185,17 @@ pub(super) async fn receive(
         Err(e) => {
             let text = crate::error_chain(&e);
             tracing::warn!(serial = %report.serial, "{text}");
-            // NetBox away: the script retries; anything else is not the server's fault either.
-            let status = if e.source.is_transient() {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                StatusCode::BAD_GATEWAY
-            };
-            error(status, text)
+            match &e.source {
+                // The device changed while the report was applied (the reconciler stamping
+                // it, an operator): nothing was moved; the script posts again after
+                // Retry-After and the check finds what this apply made, creating nothing
+                // twice. This is the verdict's one retry layer.
+                NetBoxError::Changed { .. } => busy(text),
+                // NetBox away: the script retries.
+                source if source.is_transient() => error(StatusCode::SERVICE_UNAVAILABLE, text),
+                // Anything else is not the server's fault either.
+                _ => error(StatusCode::BAD_GATEWAY, text),
+            }
         }
     }
 }
