@@ -80,9 +80,15 @@ async fn run<S: DeviceStore>(
         })?;
     let addr = listener.local_addr().map_err(ServeError::Http)?;
     tracing::info!(%addr, netbox = %config.netbox.url, path = %config.webhook.path, max_connections = config.http.max_connections, "racklift serving");
+    let sessions = controller.sessions().clone();
     let controller_task = tokio::spawn(controller.run());
     crate::http::serve(listener, app, &config.http, shutdown_signal()).await;
     controller_task.abort();
+    // Its reconciles are dropped before their sessions are deleted.
+    let _ = controller_task.await;
+    // The BMCs cap their sessions: delete the ones kept between reconciles rather than leave
+    // them to the BMCs' timeouts.
+    sessions.close_all().await;
     tracing::info!("racklift stopped");
     Ok(())
 }

@@ -144,9 +144,11 @@ async fn every_captured_vendor_tree_is_pxe_booted_once_and_powered_on() {
             state["sessions_created"], state["sessions_deleted"],
             "{bmc}: {state}"
         );
-        assert!(
-            state["sessions_created"].as_u64() >= Some(2),
-            "{bmc}: {state}"
+        // One login for the whole provisioning (the session is kept between its
+        // reconciles), through the BMC's session service, and deleted when it was done.
+        assert_eq!(
+            state["sessions_created"], 1,
+            "one login per provisioning: {bmc}: {state}"
         );
         let journal = journal_texts(&api.journal(*id).await);
         let done = journal.last().expect("entries");
@@ -165,6 +167,101 @@ async fn every_captured_vendor_tree_is_pxe_booted_once_and_powered_on() {
             "{bmc}: the BMC's spent override is the evidence: {journal:?}"
         );
     }
+}
+
+/// A server that takes its time to come up: racklift polls its BMC every second on one login,
+/// logs in again (once) when the BMC drops that session, and deletes its session when done.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_slow_to_boot_is_polled_on_one_login() {
+    let api = Api::new();
+    let site = Site::new(&api, "slowboot").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = BmcSim::start(
+        dir.path(),
+        &[SimBmc {
+            name: "slow".into(),
+            tree: "hpe-ilo5-dl360-gen10plus".into(),
+            power: "Off",
+        }],
+    );
+    // The BMC takes the reset, but the server stays off until the test lets it come up.
+    sim.faults("slow", json!({"power_stuck": true})).await;
+    let id = device_with_bmc(&api, &site, "slow", "127.0.0.1", "racked").await;
+    let name = format!("{}-slow", site.slug);
+    let bmc = sim_config(
+        dir.path(),
+        &sim.ca,
+        &[(name, sim.port("slow"), sim.password.clone())],
+    )
+    .replace("power_timeout: 5s", "power_timeout: 120s");
+    let _racklift = Racklift::start(
+        &site,
+        Options {
+            bmc,
+            secrets: vec![sim.password.clone()],
+            ..Options::default()
+        },
+    )
+    .await;
+
+    api.set_lifecycle(id, "provisioning").await;
+    let requests = || async { sim.state("slow").await["requests"].as_u64().unwrap_or(0) };
+    let at_reset = wait_for("the reset", || async {
+        let state = sim.state("slow").await;
+        (state["resets"] == json!(["On"])).then(|| state["requests"].as_u64().unwrap_or(0))
+    })
+    .await;
+    // Each poll (bmc.poll_interval, 1 s) reads the system collection and the system.
+    const POLLS: u64 = 4;
+    wait_for("four polls", || async {
+        (requests().await >= at_reset + 2 * POLLS).then_some(())
+    })
+    .await;
+    let state = sim.state("slow").await;
+    assert_eq!(
+        state["sessions_created"], 1,
+        "the reset and {POLLS} polls on one login: {state}"
+    );
+    assert_eq!(state["sessions_open"], 1, "{state}");
+
+    // The BMC drops the session (its timeout, another administrator): the next poll meets a
+    // 401 and logs in again, once.
+    assert_eq!(sim.drop_sessions("slow").await, 1);
+    wait_for("a login again", || async {
+        let state = sim.state("slow").await;
+        (state["sessions_created"] == 2 && state["sessions_open"] == 1).then_some(())
+    })
+    .await;
+    let after_relogin = requests().await;
+    wait_for("two more polls", || async {
+        (requests().await >= after_relogin + 4).then_some(())
+    })
+    .await;
+
+    // The server comes up and its firmware takes the one-time boot.
+    sim.faults("slow", json!({})).await;
+    sim.patch(
+        "slow",
+        "/redfish/v1/Systems/1",
+        json!({"PowerState": "On", "Boot": {"BootSourceOverrideEnabled": "Disabled"}}),
+    )
+    .await;
+    let device = wait_lifecycle(&api, id, "validating").await;
+    assert_eq!(device["status"]["value"], "staged");
+    let state = sim.state("slow").await;
+    assert_eq!(state["sessions_created"], 2, "{state}");
+    assert_eq!(
+        state["sessions_open"], 0,
+        "deleted when the provisioning was done: {state}"
+    );
+    assert_eq!(state["resets"], json!(["On"]), "one reset: {state}");
+    let journal = journal_texts(&api.journal(id).await);
+    assert!(
+        journal
+            .last()
+            .is_some_and(|e| e.contains("one-time PXE boot set and taken")),
+        "{journal:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

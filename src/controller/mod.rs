@@ -22,6 +22,7 @@ use crate::config::{BmcConfig, ReconcilerConfig, Scope};
 use crate::lifecycle::{self, Decision, Lifecycle, Policy, Stage, Stamp, Transition};
 use crate::netbox::transition::{self, Carry};
 use crate::netbox::{Device, DeviceId, DeviceStore, DeviceUpdate, NetBoxError, Unmanaged};
+use crate::redfish::Sessions;
 use crate::stages::{self, Ctx, StageError};
 
 /// 412s in a row answered by an immediate re-read; more are retried with backoff.
@@ -96,6 +97,8 @@ pub struct Controller<S> {
     policy: Policy,
     config: ReconcilerConfig,
     bmc: BmcConfig,
+    /// BMC sessions kept between a device's reconciles (the stages' `Ctx`).
+    sessions: Sessions,
     scope: Scope,
     failing: Mutex<HashMap<DeviceId, Failing>>,
 }
@@ -107,6 +110,7 @@ impl<S: DeviceStore> Controller<S> {
             store: Remembering::new(store, own_writes.clone()),
             own_writes,
             bmc,
+            sessions: Sessions::new(),
             queue: Arc::new(WorkQueue::new(config.queue_capacity)),
             policy: Policy {
                 validating_deadline: config.validating_deadline,
@@ -124,6 +128,11 @@ impl<S: DeviceStore> Controller<S> {
     /// The controller's own writes, for the webhook receiver to recognise their echoes.
     pub fn own_writes(&self) -> &OwnWrites {
         &self.own_writes
+    }
+
+    /// The BMC sessions the stages keep open (closed by `serve` at shutdown).
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
 
     /// Runs the workers and the resync until the task is dropped.
@@ -149,6 +158,8 @@ impl<S: DeviceStore> Controller<S> {
             });
         }
         workers.spawn(self.clone().resync_forever());
+        let this = self.clone();
+        workers.spawn(async move { this.sessions.expire_idle().await });
         while let Some(ended) = workers.join_next().await {
             if let Err(e) = ended {
                 tracing::error!(error = %e, "a controller task ended unexpectedly");
@@ -338,6 +349,7 @@ impl<S: DeviceStore> Controller<S> {
         let ctx = Ctx {
             store: &self.store,
             bmc: &self.bmc,
+            sessions: &self.sessions,
             stamp: &stamp,
             now,
         };

@@ -1,6 +1,8 @@
 //! One BMC, one session: TLS as configured (verified by default, a per-BMC CA), a Redfish
 //! session (`X-Auth-Token`) with basic auth as the fallback for BMCs without sessions, every
-//! request bounded by the endpoint's timeout, and the session deleted when done.
+//! request bounded by the endpoint's timeout, a token the BMC stopped taking (it expired the
+//! session) replaced by one new login, and the session deleted when done — by [`Session::close`],
+//! or, for a session dropped without it, by a DELETE spawned from `Drop`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use super::{RedfishError, Vendor, error_message};
 use crate::config::Secret;
 
 /// Where a BMC is and how to talk to it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BmcEndpoint {
     /// `https://<OOB IP>:<port>`.
     pub url: url::Url,
@@ -23,17 +25,25 @@ pub struct BmcEndpoint {
     pub timeout: Duration,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Auth {
     /// A Redfish session: the token, and the session's URI to delete.
     Token {
         token: Secret,
         location: Option<String>,
     },
-    Basic {
-        username: String,
-        password: Secret,
-    },
+    /// HTTP basic auth with the endpoint's credentials on every request.
+    Basic,
+    /// The session was deleted ([`Session::close`]); a request made after that logs in again.
+    Closed,
+}
+
+/// The credentials requests carry now, and how many logins replaced them: a request that met a
+/// 401 logs in again only if no one else has since it read them.
+#[derive(Debug)]
+struct Login {
+    auth: Auth,
+    generation: u64,
 }
 
 /// A resource as read: its body and the `ETag` header, if any.
@@ -43,12 +53,24 @@ pub struct Resource {
     pub etag: Option<String>,
 }
 
-/// An open connection to one BMC. Call [`Session::close`] when done: BMCs cap their sessions.
+/// An open connection to one BMC. Call [`Session::close`] when done: BMCs cap their sessions
+/// (a session dropped without it is deleted by a spawned DELETE).
+///
+/// A session may be used by several tasks at once (it is shared through
+/// [`Sessions`](super::Sessions)): requests carry the current token, and a 401 makes one of
+/// them log in again while the others wait for it and use its token.
 #[derive(Debug)]
 pub struct Session {
     http: reqwest::Client,
-    base: url::Url,
-    auth: Auth,
+    endpoint: BmcEndpoint,
+    /// Where to log in: the session collection the service root links, if it has one.
+    sessions: Option<String>,
+    /// Never held across an `.await` (a std mutex: every critical section is a clone).
+    login: std::sync::Mutex<Login>,
+    /// One login again at a time: held across the login POST, hence tokio's mutex.
+    relogin: tokio::sync::Mutex<()>,
+    /// Where `Drop` spawns the DELETE of a session not closed.
+    runtime: Option<tokio::runtime::Handle>,
     pub vendor: Vendor,
     pub root: Value,
 }
@@ -83,21 +105,12 @@ impl Session {
             builder = builder.danger_accept_invalid_certs(true);
         }
         let http = builder.build().map_err(|e| tls(e.to_string()))?;
-        let mut session = Self {
-            http,
-            base: endpoint.url.clone(),
-            auth: Auth::Basic {
-                username: endpoint.username.clone(),
-                password: endpoint.password.clone(),
-            },
-            vendor: Vendor::Generic,
-            root: Value::Null,
-        };
+        let mut session = Self::new(http, endpoint.clone());
         session.root = session.read("/redfish/v1/", false).await?.body;
         session.vendor = Vendor::detect(&session.root);
         // A BMC without a session service (sushy-tools) gets basic auth on every request, as
         // Redfish allows.
-        let sessions = session
+        session.sessions = session
             .root
             .pointer("/Links/Sessions/@odata.id")
             .and_then(Value::as_str)
@@ -108,30 +121,83 @@ impl Session {
                     .get("SessionService")
                     .map(|_| SESSIONS_DEFAULT.to_owned())
             });
-        if let Some(sessions) = sessions {
-            let login =
-                json!({"UserName": endpoint.username, "Password": endpoint.password.expose()});
-            match session.login(&sessions, &login).await {
-                Ok(auth) => session.auth = auth,
-                Err(RedfishError::Status {
-                    status: 404 | 405 | 501,
-                    ..
-                }) => {}
-                // Every session slot is taken (by sessions a killed racklift could not delete,
-                // say, which the BMC keeps until its own timeout): Redfish services take basic
-                // auth too, so racklift is not locked out until then.
-                Err(RedfishError::Status { status: 503, .. }) => {
-                    tracing::warn!(bmc = %session.base, "the BMC refused a new session (503, its sessions are all taken); using basic auth");
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let auth = session.log_in().await?;
+        session.lock_login().auth = auth;
         Ok(session)
     }
 
-    async fn login(&self, path: &str, body: &Value) -> Result<Auth, RedfishError> {
+    /// Not logged in yet: basic auth, an empty service root.
+    fn new(http: reqwest::Client, endpoint: BmcEndpoint) -> Self {
+        Self {
+            http,
+            endpoint,
+            sessions: None,
+            login: std::sync::Mutex::new(Login {
+                auth: Auth::Basic,
+                generation: 0,
+            }),
+            relogin: tokio::sync::Mutex::new(()),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            vendor: Vendor::Generic,
+            root: Value::Null,
+        }
+    }
+
+    /// The endpoint this session was opened for (its password included: compared, never shown).
+    pub fn endpoint(&self) -> &BmcEndpoint {
+        &self.endpoint
+    }
+
+    fn lock_login(&self) -> std::sync::MutexGuard<'_, Login> {
+        self.login.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new session on the BMC, or basic auth where it has no session service (or no session
+    /// slot left).
+    async fn log_in(&self) -> Result<Auth, RedfishError> {
+        let Some(sessions) = &self.sessions else {
+            return Ok(Auth::Basic);
+        };
+        let body = json!({"UserName": self.endpoint.username, "Password": self.endpoint.password.expose()});
+        match self.create_session(sessions, &body).await {
+            Ok(auth) => Ok(auth),
+            Err(RedfishError::Status {
+                status: 404 | 405 | 501,
+                ..
+            }) => Ok(Auth::Basic),
+            // Every session slot is taken (by sessions a killed racklift could not delete,
+            // say, which the BMC keeps until its own timeout): Redfish services take basic
+            // auth too, so racklift is not locked out until then.
+            Err(RedfishError::Status { status: 503, .. }) => {
+                tracing::warn!(bmc = %self.endpoint.url, "the BMC refused a new session (503, its sessions are all taken); using basic auth");
+                Ok(Auth::Basic)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Logs in again after a 401 to a request sent with the login of `generation`, unless
+    /// another request already has: then its login is used. A failed login (the password
+    /// refused) is the caller's error; there is no second try.
+    async fn log_in_again(&self, generation: u64) -> Result<Auth, RedfishError> {
+        let _one_at_a_time = self.relogin.lock().await;
+        {
+            let login = self.lock_login();
+            if login.generation != generation && !matches!(login.auth, Auth::Closed) {
+                return Ok(login.auth.clone());
+            }
+        }
+        tracing::info!(bmc = %self.endpoint.url, user = %self.endpoint.username, "the BMC no longer takes racklift's Redfish session (expired or deleted): logging in again");
+        let auth = self.log_in().await?;
+        let mut login = self.lock_login();
+        login.auth = auth.clone();
+        login.generation += 1;
+        Ok(auth)
+    }
+
+    async fn create_session(&self, path: &str, body: &Value) -> Result<Auth, RedfishError> {
         let response = self
-            .request(Method::POST, path, Some(body), None, false)
+            .request(Method::POST, path, Some(body), None, None)
             .await?;
         let token = response
             .headers()
@@ -166,11 +232,11 @@ impl Session {
     /// absolute link to another host (a hostile or misconfigured BMC) would otherwise receive
     /// racklift's credentials or a reset.
     fn url(&self, path: &str) -> Result<url::Url, RedfishError> {
-        let url = self
-            .base
+        let base = &self.endpoint.url;
+        let url = base
             .join(path)
             .map_err(|e| self.unexpected(path, &format!("not a usable link: {e}")))?;
-        if url.origin() != self.base.origin() {
+        if url.origin() != base.origin() {
             return Err(self.unexpected(
                 path,
                 &format!(
@@ -185,33 +251,34 @@ impl Session {
     /// An answer racklift cannot use, at `path` of this BMC.
     pub fn unexpected(&self, path: &str, detail: &str) -> RedfishError {
         RedfishError::Unexpected {
-            url: self.base.to_string(),
+            url: self.endpoint.url.to_string(),
             path: path.to_owned(),
             detail: detail.to_owned(),
         }
     }
 
+    /// Sends one request with `auth` (`None`: unauthenticated).
     async fn request(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
         if_match: Option<&str>,
-        authenticated: bool,
+        auth: Option<&Auth>,
     ) -> Result<reqwest::Response, RedfishError> {
         let method_name = method_name(&method);
         let mut request = self
             .http
             .request(method, self.url(path)?)
             .header(header::ACCEPT, "application/json");
-        if authenticated {
-            request = match &self.auth {
-                Auth::Token { token, .. } => request.header("X-Auth-Token", token.expose()),
-                Auth::Basic { username, password } => {
-                    request.basic_auth(username, Some(password.expose()))
-                }
-            };
-        }
+        request = match auth {
+            Some(Auth::Token { token, .. }) => request.header("X-Auth-Token", token.expose()),
+            Some(Auth::Basic) => request.basic_auth(
+                &self.endpoint.username,
+                Some(self.endpoint.password.expose()),
+            ),
+            None | Some(Auth::Closed) => request,
+        };
         if let Some(tag) = if_match {
             request = request.header(header::IF_MATCH, tag);
         }
@@ -222,7 +289,7 @@ impl Session {
             .send()
             .await
             .map_err(|source| RedfishError::Unreachable {
-                url: self.base.to_string(),
+                url: self.endpoint.url.to_string(),
                 method: method_name,
                 path: path.to_owned(),
                 source,
@@ -239,11 +306,11 @@ impl Session {
         match status {
             s if s.is_success() => Ok(()),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(RedfishError::Credentials {
-                url: self.base.to_string(),
+                url: self.endpoint.url.to_string(),
                 status: status.as_u16(),
             }),
             s => Err(RedfishError::Status {
-                url: self.base.to_string(),
+                url: self.endpoint.url.to_string(),
                 method,
                 path: path.to_owned(),
                 status: s.as_u16(),
@@ -252,7 +319,10 @@ impl Session {
         }
     }
 
-    /// Sends one request and checks its status; returns the answer's text and `ETag`.
+    /// Sends one request and checks its status; returns the answer's text and `ETag`. An
+    /// authenticated request answered 401 while racklift holds a session token (the BMC expired
+    /// or deleted the session) logs in again and is sent once more: a 401 means the BMC did
+    /// nothing with it. A second 401, or a refused login, is the error.
     async fn send(
         &self,
         method: Method,
@@ -262,9 +332,27 @@ impl Session {
         authenticated: bool,
     ) -> Result<(String, Option<String>), RedfishError> {
         let method_name = method_name(&method);
-        let response = self
-            .request(method, path, body, if_match, authenticated)
-            .await?;
+        let response = if authenticated {
+            let (mut auth, generation) = {
+                let login = self.lock_login();
+                (login.auth.clone(), login.generation)
+            };
+            if matches!(auth, Auth::Closed) {
+                auth = self.log_in_again(generation).await?;
+            }
+            let response = self
+                .request(method.clone(), path, body, if_match, Some(&auth))
+                .await?;
+            if response.status() == StatusCode::UNAUTHORIZED && matches!(auth, Auth::Token { .. }) {
+                let auth = self.log_in_again(generation).await?;
+                self.request(method, path, body, if_match, Some(&auth))
+                    .await?
+            } else {
+                response
+            }
+        } else {
+            self.request(method, path, body, if_match, None).await?
+        };
         let status = response.status();
         let etag = response
             .headers()
@@ -275,7 +363,7 @@ impl Session {
             .text()
             .await
             .map_err(|source| RedfishError::Unreachable {
-                url: self.base.to_string(),
+                url: self.endpoint.url.to_string(),
                 method: method_name,
                 path: path.to_owned(),
                 source,
@@ -321,19 +409,99 @@ impl Session {
     }
 
     pub fn url_text(&self) -> String {
-        self.base.to_string()
+        self.endpoint.url.to_string()
     }
 
-    /// Deletes the session. A BMC that does not answer keeps it until its own timeout; that is
-    /// logged, not an error of the stage.
-    pub async fn close(self) {
-        if let Auth::Token {
+    /// Deletes the session on the BMC (awaited, bounded by the request timeout). A BMC that
+    /// does not answer keeps it until its own timeout; that is logged, not an error of the
+    /// stage. A request made afterwards logs in again.
+    pub async fn close(&self) {
+        if let Some(logout) = self.logout() {
+            logout.send().await;
+        }
+    }
+
+    /// The DELETE of the session, if there is one to delete; from now on the session is
+    /// closed.
+    fn logout(&self) -> Option<Logout> {
+        let auth = {
+            let mut login = self.lock_login();
+            if !matches!(login.auth, Auth::Token { .. }) {
+                return None;
+            }
+            login.generation += 1;
+            std::mem::replace(&mut login.auth, Auth::Closed)
+        };
+        let Auth::Token {
+            token,
             location: Some(location),
-            ..
-        } = &self.auth
-            && let Err(e) = self.send(Method::DELETE, location, None, None, true).await
-        {
-            tracing::warn!(bmc = %self.base, error = %e, "could not delete the Redfish session; the BMC will expire it");
+        } = auth
+        else {
+            return None;
+        };
+        let url = match self.url(&location) {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::warn!(bmc = %self.endpoint.url, error = %e, "cannot delete the Redfish session; the BMC will expire it");
+                return None;
+            }
+        };
+        Some(Logout {
+            http: self.http.clone(),
+            url,
+            token,
+            bmc: self.endpoint.url.clone(),
+        })
+    }
+}
+
+/// A session dropped without [`Session::close`] (left in no cache, no reconcile using it) is
+/// deleted on the BMC by a task of its own: dropping cannot wait for the BMC's answer.
+impl Drop for Session {
+    fn drop(&mut self) {
+        let Some(logout) = self.logout() else {
+            return;
+        };
+        match &self.runtime {
+            Some(runtime) => {
+                runtime.spawn(logout.send());
+            }
+            None => {
+                tracing::warn!(bmc = %self.endpoint.url, "cannot delete the Redfish session (no runtime); the BMC will expire it");
+            }
+        }
+    }
+}
+
+/// The DELETE of one Redfish session: what a session needs to log out once it is gone.
+#[derive(Debug)]
+struct Logout {
+    http: reqwest::Client,
+    url: url::Url,
+    token: Secret,
+    bmc: url::Url,
+}
+
+impl Logout {
+    /// Bounded by the client's request timeout (`bmc.timeout`).
+    async fn send(self) {
+        let answer = self
+            .http
+            .delete(self.url.clone())
+            .header(header::ACCEPT, "application/json")
+            .header("X-Auth-Token", self.token.expose())
+            .send()
+            .await;
+        match answer {
+            Ok(response) if response.status().is_success() => {
+                tracing::debug!(bmc = %self.bmc, "Redfish session deleted");
+            }
+            Ok(response) => {
+                tracing::warn!(bmc = %self.bmc, status = response.status().as_u16(), "could not delete the Redfish session; the BMC will expire it");
+            }
+            Err(e) => {
+                tracing::warn!(bmc = %self.bmc, error = %e, "could not delete the Redfish session; the BMC will expire it");
+            }
         }
     }
 }
@@ -353,16 +521,17 @@ mod tests {
     use super::*;
 
     fn session(base: &str) -> Session {
-        Session {
-            http: reqwest::Client::new(),
-            base: base.parse().expect("url"),
-            auth: Auth::Basic {
+        Session::new(
+            reqwest::Client::new(),
+            BmcEndpoint {
+                url: base.parse().expect("url"),
                 username: "admin".into(),
                 password: Secret::new("pw"),
+                tls_verify: true,
+                ca_file: None,
+                timeout: Duration::from_secs(1),
             },
-            vendor: Vendor::Generic,
-            root: Value::Null,
-        }
+        )
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Redfish: a narrow client for the few things racklift asks of a BMC (find the system, set a
 //! one-time boot, reset), with the vendor detected once from the service root and its quirks
-//! behind [`Quirks`].
+//! behind [`Quirks`], and the sessions kept between a device's reconciles ([`Sessions`]).
 //!
 //! Why our own client and not `nv-redfish`: racklift needs six requests, and needs them on its
 //! own terms — every request bounded in time, TLS verified with a per-BMC CA, sessions always
@@ -8,10 +8,14 @@
 //! all of Redfish costs minutes of compile time on a 2-core builder for code racklift never calls.
 
 mod client;
+#[cfg(test)]
+mod fake;
+mod sessions;
 mod system;
 mod vendor;
 
 pub use client::{BmcEndpoint, Session};
+pub use sessions::Sessions;
 pub use system::{BootMarks, BootOverride, Power, ResetAction, System};
 pub use vendor::{Quirks, Vendor};
 

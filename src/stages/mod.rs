@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use crate::config::BmcConfig;
 use crate::lifecycle::{Stage, Stamp};
 use crate::netbox::{Device, DeviceStore, NetBoxError};
-use crate::redfish::RedfishError;
+use crate::redfish::{RedfishError, Sessions};
 
 /// What one step of a stage came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,11 +42,13 @@ pub enum StageError {
 }
 
 /// What a stage gets besides the device: where to record its steps, the configuration it
-/// needs, the device's current stamp (for this state) and the time the reconcile decided at.
+/// needs, the BMC sessions kept between reconciles, the device's current stamp (for this
+/// state) and the time the reconcile decided at.
 #[derive(Debug)]
 pub struct Ctx<'a, S> {
     pub store: &'a S,
     pub bmc: &'a BmcConfig,
+    pub sessions: &'a Sessions,
     pub stamp: &'a Stamp,
     pub now: DateTime<Utc>,
 }

@@ -393,15 +393,20 @@ impl BmcSim {
         assert!(status.is_success(), "setting faults: {status}");
     }
 
-    /// A Redfish PATCH as another client would make it (to prepare a BMC for a test).
-    pub async fn patch(&self, name: &str, path: &str, body: Value) {
+    /// A client that trusts this bmcsim's CA.
+    fn client(&self) -> reqwest::Client {
         let ca =
             reqwest::Certificate::from_pem(&std::fs::read(&self.ca).expect("ca")).expect("pem");
-        let client = reqwest::Client::builder()
+        reqwest::Client::builder()
             .add_root_certificate(ca)
             .build()
-            .expect("client");
-        let status = client
+            .expect("client")
+    }
+
+    /// A Redfish PATCH as another client would make it (to prepare a BMC for a test).
+    pub async fn patch(&self, name: &str, path: &str, body: Value) {
+        let status = self
+            .client()
             .patch(format!("https://127.0.0.1:{}{path}", self.port(name)))
             .basic_auth("admin", Some(&self.password))
             .json(&body)
@@ -410,6 +415,44 @@ impl BmcSim {
             .expect("patch")
             .status();
         assert!(status.is_success(), "PATCH {path}: {status}");
+    }
+
+    /// Deletes every session open on the BMC, as its own timeout (or another administrator)
+    /// would: their tokens stop working. Returns how many there were.
+    pub async fn drop_sessions(&self, name: &str) -> usize {
+        let client = self.client();
+        let base = format!("https://127.0.0.1:{}", self.port(name));
+        let get = |path: String| {
+            let request = client
+                .get(format!("{base}{path}"))
+                .basic_auth("admin", Some(&self.password));
+            async move {
+                let answer = request.send().await.expect("get");
+                assert!(answer.status().is_success(), "GET {path}");
+                answer.json::<Value>().await.expect("json")
+            }
+        };
+        let root = get("/redfish/v1/".into()).await;
+        let sessions = root["Links"]["Sessions"]["@odata.id"]
+            .as_str()
+            .expect("the service root links its sessions")
+            .to_owned();
+        let members = get(sessions).await["Members"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for member in &members {
+            let path = member["@odata.id"].as_str().expect("session link");
+            let status = client
+                .delete(format!("{base}{path}"))
+                .basic_auth("admin", Some(&self.password))
+                .send()
+                .await
+                .expect("delete")
+                .status();
+            assert!(status.is_success(), "DELETE {path}: {status}");
+        }
+        members.len()
     }
 }
 

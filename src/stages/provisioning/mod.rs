@@ -2,7 +2,8 @@
 //! the network once, and its power is switched on (or it is restarted if already on); then the
 //! device waits in `validating` for the booted image's report.
 //!
-//! Each reconcile opens a session, reads the system and takes one step:
+//! Each reconcile takes the BMC's session (kept between the device's reconciles: one login per
+//! provisioning, see `redfish::Sessions`), reads the system and takes one step:
 //!
 //! ```text
 //!  no step           one-time PXE boot (If-Match), read back; choose the reset from what the
@@ -14,6 +15,10 @@
 //!
 //! The reset is recorded *before* it is sent, so a crash never sends a second one blindly:
 //! the next reconcile decides from what the BMC shows.
+//!
+//! The session is kept while the device waits (polls) or a transient error is retried, and
+//! deleted as soon as the provisioning is over for now: done, failed, or an error that fails
+//! the device.
 
 mod evidence;
 
@@ -74,6 +79,7 @@ pub async fn run<S: DeviceStore>(device: &Device, ctx: &Ctx<'_, S>) -> Result<Ou
     let &Ctx {
         store,
         bmc: config,
+        sessions,
         stamp,
         now,
     } = ctx;
@@ -81,7 +87,7 @@ pub async fn run<S: DeviceStore>(device: &Device, ctx: &Ctx<'_, S>) -> Result<Ou
         Ok(endpoint) => endpoint,
         Err(reason) => return Ok(Outcome::Fail(reason)),
     };
-    let session = Session::open(&endpoint).await?;
+    let session = sessions.session(&endpoint).await?;
     let step = Step {
         store,
         session: &session,
@@ -91,8 +97,21 @@ pub async fn run<S: DeviceStore>(device: &Device, ctx: &Ctx<'_, S>) -> Result<Ou
         now,
     };
     let result = step.run().await;
-    session.close().await;
+    if !keeps_session(&result) {
+        sessions.close(&session).await;
+    }
     result
+}
+
+/// Whether the next reconcile of the device will use the BMC again soon: it waits for the BMC,
+/// or retries a step that may pass (the BMC busy or away, NetBox away). Done, failed, or an
+/// error that fails the device (credentials refused, a 4xx): the session is deleted now.
+fn keeps_session(result: &Result<Outcome, StageError>) -> bool {
+    match result {
+        Ok(Outcome::Wait(_)) | Err(StageError::NetBox(_)) => true,
+        Err(StageError::Bmc(e)) => e.is_transient(),
+        Ok(Outcome::Done(_) | Outcome::Fail(_)) => false,
+    }
 }
 
 /// One reconcile's step: the device as read, its BMC's session.
@@ -313,6 +332,41 @@ mod tests {
             oob_address: oob.map(str::to_owned),
             ..Device::default()
         }
+    }
+
+    #[test]
+    fn the_session_is_kept_only_while_the_device_will_be_back_for_its_bmc() {
+        let bmc = |status| {
+            Err(StageError::Bmc(RedfishError::Status {
+                url: "https://10.0.0.5/".into(),
+                method: "GET",
+                path: "/redfish/v1/Systems".into(),
+                status,
+                message: String::new(),
+            }))
+        };
+        assert!(keeps_session(&Ok(Outcome::Wait(Duration::from_secs(5)))));
+        assert!(
+            keeps_session(&bmc(503)),
+            "retried: the session serves the retry"
+        );
+        assert!(keeps_session(&Err(StageError::NetBox(
+            crate::netbox::NetBoxError::Server {
+                status: 502,
+                method: "PATCH",
+                path: "/api/dcim/devices/1/".into(),
+                body: String::new(),
+            }
+        ))));
+        assert!(!keeps_session(&Ok(Outcome::Done("booted".into()))));
+        assert!(!keeps_session(&Ok(Outcome::Fail("no PXE".into()))));
+        assert!(!keeps_session(&bmc(400)), "fails the device");
+        assert!(!keeps_session(&Err(StageError::Bmc(
+            RedfishError::Credentials {
+                url: "https://10.0.0.5/".into(),
+                status: 401,
+            }
+        ))));
     }
 
     #[test]
