@@ -1220,3 +1220,65 @@ async fn connections_over_the_cap_wait_and_slow_request_headers_are_cut_off() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_applied_halfway_is_completed_and_nothing_is_made_twice() {
+    let api = Api::new();
+    let site = Site::new(&api, "valhalf").await;
+    let lab = lab(&api, &site, "validating").await;
+    let interface = |name: &str| format!("dcim/interfaces/?device_id={}&name={name}", lab.device);
+    // An apply cut off after eth0's MAC object was made (not yet primary) and eth0 cabled; and
+    // eth1, which the device type promises, not created yet.
+    let eth0 = api.results(&interface("eth0")).await[0]["id"].clone();
+    let eth1 = api.results(&interface("eth1")).await[0]["id"].clone();
+    assert_eq!(api.delete(&format!("dcim/interfaces/{eth1}/")).await, 204);
+    let mac = api
+        .post(
+            "dcim/mac-addresses/",
+            json!({"mac_address": "02:00:00:00:01:00", "assigned_object_type": "dcim.interface",
+                   "assigned_object_id": eth0}),
+        )
+        .await["id"]
+        .clone();
+    let swp1 = api
+        .results(&format!(
+            "dcim/interfaces/?device_id={}&name=swp1",
+            lab.switch_id
+        ))
+        .await[0]["id"]
+        .clone();
+    let cable = api
+        .post(
+            "dcim/cables/",
+            json!({"a_terminations": [{"object_type": "dcim.interface", "object_id": eth0}],
+                   "b_terminations": [{"object_type": "dcim.interface", "object_id": swp1}]}),
+        )
+        .await["id"]
+        .clone();
+    let racklift = Racklift::start(&site, options()).await;
+
+    let (status, answer) = post(&racklift, Some(TOKEN), json_body(&report(&lab))).await;
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("validated")),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["summary"]["changes"],
+        json!([
+            "MAC 02:00:00:00:01:00 on eth0",
+            "created interface eth1",
+            "MAC 02:00:00:00:01:01 on eth1",
+            "cabled eth1"
+        ]),
+        "{answer}"
+    );
+    assert_made_to_match(&api, &lab).await;
+    let eth0 = &api.results(&interface("eth0")).await[0];
+    assert_eq!(eth0["primary_mac_address"]["id"], mac, "{eth0}");
+    assert_eq!(eth0["cable"]["id"], cable, "{eth0}");
+    let macs = api
+        .get(&format!("dcim/mac-addresses/?device_id={}", lab.device))
+        .await;
+    assert_eq!(macs["count"], 2, "one MAC object per NIC: {macs}");
+}
