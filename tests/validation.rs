@@ -20,6 +20,11 @@ struct Lab {
 }
 
 async fn lab(api: &Api, site: &Site, state: &str) -> Lab {
+    lab_with(api, site, state, &["eth0", "eth1"]).await
+}
+
+/// [`lab`] with these NICs (at most four: the switch has four ports).
+async fn lab_with(api: &Api, site: &Site, state: &str, nics: &[&str]) -> Lab {
     let manufacturer = api.results("dcim/manufacturers/?slug=rltest-vendor").await[0]["id"].clone();
     let slug = unique("vt");
     let device_type = api
@@ -30,7 +35,8 @@ async fn lab(api: &Api, site: &Site, state: &str) -> Lab {
         .await["id"]
         .as_u64()
         .expect("type id");
-    for (name, mgmt) in [("eth0", false), ("eth1", false), ("bmc", true)] {
+    let ports = nics.iter().map(|n| (*n, false)).chain([("bmc", true)]);
+    for (name, mgmt) in ports {
         api.post(
             "dcim/interface-templates/",
             json!({"device_type": device_type, "name": name, "type": "10gbase-t", "mgmt_only": mgmt}),
@@ -1231,4 +1237,240 @@ async fn connections_over_the_cap_wait_and_slow_request_headers_are_cut_off() {
         response.status().is_success().then_some(())
     })
     .await;
+}
+
+/// A TCP proxy to NetBox that records the request line of every request sent through it
+/// (`GET /api/dcim/devices/?serial=… HTTP/1.1`), in order.
+struct Recorder {
+    port: u16,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let netbox = reqwest::Url::parse(&common::lab().url).expect("NetBox URL");
+        let target = format!(
+            "{}:{}",
+            netbox.host_str().expect("host"),
+            netbox.port_or_known_default().expect("port")
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = tokio::spawn({
+            let lines = lines.clone();
+            async move {
+                while let Ok((inbound, _)) = listener.accept().await {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        continue;
+                    };
+                    let (mut from_client, mut to_client) = inbound.into_split();
+                    let (mut from_netbox, mut to_netbox) = outbound.into_split();
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut from_netbox, &mut to_client).await;
+                    });
+                    let lines = lines.clone();
+                    tokio::spawn(async move {
+                        // racklift (reqwest, HTTP/1.1) sends one request at a time and waits
+                        // for its answer: a request's head starts a read; a body never starts
+                        // with a method and "/api/".
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n @ 1..) = from_client.read(&mut buf).await {
+                            let text = String::from_utf8_lossy(&buf[..n]);
+                            let line = text.lines().next().unwrap_or("");
+                            if ["GET", "POST", "PATCH", "PUT", "DELETE"]
+                                .iter()
+                                .any(|m| line.starts_with(&format!("{m} /api/")))
+                            {
+                                lines.lock().expect("lines").push(line.to_owned());
+                            }
+                            if to_netbox.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            port,
+            lines,
+            accept,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lines").clone()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// The lab's report for eth0..eth3, each cabled by LLDP to swp1..swp4, with 8 disks.
+fn report_of_four(lab: &Lab) -> Value {
+    let mut report = report(lab);
+    for k in 2..4 {
+        report["nics"]
+            .as_array_mut()
+            .expect("nics")
+            .push(json!({"name": format!("eth{k}"), "mac": format!("02:00:00:00:01:0{k}"), "speed_mbps": 10000, "operstate": "UP"}));
+        report["lldp"].as_array_mut().expect("lldp").push(json!({
+            "interface": format!("eth{k}"), "chassis_name": lab.switch, "chassis_id": "02:00:00:00:00:01",
+            "port_id": format!("swp{}", k + 1), "port_id_type": "ifname", "port_description": null}));
+    }
+    report["disks"] = json!(
+        (0..8)
+            .map(|n| json!({"name": format!("nvme{n}n1"), "model": null, "serial": null, "size_bytes": 274877906944u64, "rotational": false}))
+            .collect::<Vec<_>>()
+    );
+    report
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_four_nic_report_costs_at_most_ten_netbox_calls() {
+    let api = Api::new();
+    let site = Site::new(&api, "valcalls").await;
+    let lab = lab_with(&api, &site, "validating", &["eth0", "eth1", "eth2", "eth3"]).await;
+    let recorder = Recorder::start().await;
+    let racklift = Racklift::start(
+        &site,
+        Options {
+            netbox_url: recorder.url(),
+            resync: "1h",
+            ..options()
+        },
+    )
+    .await;
+    // racklift's resync at start stamps the device it finds validating; once that is done and
+    // nothing runs, every call racklift makes is the report's (no webhook fires: the stamp
+    // leaves the lifecycle as it is, and the next resync is an hour away).
+    wait_for("racklift to stamp the device validating", || async {
+        let device = api.device(lab.device).await;
+        let stamped = device["custom_fields"]["lifecycle_stamp"]["state"] == "validating";
+        let idle = racklift.health().await["queue"]["running"] == 0;
+        (stamped && idle).then_some(())
+    })
+    .await;
+    let before = recorder.lines().len();
+
+    let (status, answer) = post(&racklift, Some(TOKEN), json_body(&report_of_four(&lab))).await;
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("validated")),
+        "{answer}"
+    );
+    // The report's calls end with the verdict's PATCH; NetBox's webhook for it sets off the
+    // reconciler's claim (validated → hardening), which is not the report's.
+    let verdict = format!("PATCH /api/dcim/devices/{}/ ", lab.device);
+    let lines = recorder.lines();
+    let end = lines[before..]
+        .iter()
+        .position(|l| l.starts_with(&verdict))
+        .map(|i| before + i + 1)
+        .expect("the verdict's PATCH");
+    let calls = &lines[before..end];
+    assert!(
+        calls.len() <= 10,
+        "{} NetBox calls for a 4-NIC report:\n{}",
+        calls.len(),
+        calls.join("\n")
+    );
+    let device = api.device(lab.device).await;
+    assert_eq!(
+        device["custom_fields"]["validation_results"]["verdict"],
+        "passed"
+    );
+    let interfaces = api
+        .results(&format!("dcim/interfaces/?device_id={}", lab.device))
+        .await;
+    for k in 0..4 {
+        let iface = interfaces
+            .iter()
+            .find(|i| i["name"] == format!("eth{k}"))
+            .expect("interface");
+        assert_eq!(
+            iface["primary_mac_address"]["mac_address"],
+            format!("02:00:00:00:01:0{k}"),
+            "{iface}"
+        );
+        assert_eq!(
+            iface["link_peers"][0]["name"],
+            format!("swp{}", k + 1),
+            "{iface}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_applied_halfway_is_completed_and_nothing_is_made_twice() {
+    let api = Api::new();
+    let site = Site::new(&api, "valhalf").await;
+    let lab = lab(&api, &site, "validating").await;
+    let interface = |name: &str| format!("dcim/interfaces/?device_id={}&name={name}", lab.device);
+    // An apply cut off after eth0's MAC object was made (not yet primary) and eth0 cabled; and
+    // eth1, which the device type promises, not created yet.
+    let eth0 = api.results(&interface("eth0")).await[0]["id"].clone();
+    let eth1 = api.results(&interface("eth1")).await[0]["id"].clone();
+    assert_eq!(api.delete(&format!("dcim/interfaces/{eth1}/")).await, 204);
+    let mac = api
+        .post(
+            "dcim/mac-addresses/",
+            json!({"mac_address": "02:00:00:00:01:00", "assigned_object_type": "dcim.interface",
+                   "assigned_object_id": eth0}),
+        )
+        .await["id"]
+        .clone();
+    let swp1 = api
+        .results(&format!(
+            "dcim/interfaces/?device_id={}&name=swp1",
+            lab.switch_id
+        ))
+        .await[0]["id"]
+        .clone();
+    let cable = api
+        .post(
+            "dcim/cables/",
+            json!({"a_terminations": [{"object_type": "dcim.interface", "object_id": eth0}],
+                   "b_terminations": [{"object_type": "dcim.interface", "object_id": swp1}]}),
+        )
+        .await["id"]
+        .clone();
+    let racklift = Racklift::start(&site, options()).await;
+
+    let (status, answer) = post(&racklift, Some(TOKEN), json_body(&report(&lab))).await;
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("validated")),
+        "{answer}"
+    );
+    assert_eq!(
+        answer["summary"]["changes"],
+        json!([
+            "MAC 02:00:00:00:01:00 on eth0",
+            "created interface eth1",
+            "MAC 02:00:00:00:01:01 on eth1",
+            "cabled eth1"
+        ]),
+        "{answer}"
+    );
+    assert_made_to_match(&api, &lab).await;
+    let eth0 = &api.results(&interface("eth0")).await[0];
+    assert_eq!(eth0["primary_mac_address"]["id"], mac, "{eth0}");
+    assert_eq!(eth0["cable"]["id"], cable, "{eth0}");
+    let macs = api
+        .get(&format!("dcim/mac-addresses/?device_id={}", lab.device))
+        .await;
+    assert_eq!(macs["count"], 2, "one MAC object per NIC: {macs}");
 }

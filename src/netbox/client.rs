@@ -280,6 +280,34 @@ impl NetBoxClient {
         self.journal(device, kind, text).await
     }
 
+    /// The device's whole record (device type, config context, every custom field) and the
+    /// device as racklift reads it, from one read with its ETag; `None` when NetBox has no
+    /// such device.
+    pub async fn device_record(
+        &self,
+        id: DeviceId,
+    ) -> Result<Option<(Value, Device)>, NetBoxError> {
+        let path = device_path(id);
+        match self.call(Method::GET, &path, &[], None, None).await {
+            Ok((body, etag)) => {
+                let etag = etag.ok_or_else(|| NetBoxError::Unexpected {
+                    method: "GET",
+                    path: path.clone(),
+                    detail: "no ETag header (racklift needs NetBox ≥ 4.7 for safe writes)".into(),
+                })?;
+                let device =
+                    Device::from_api(&body, etag).ok_or_else(|| NetBoxError::Unexpected {
+                        method: "GET",
+                        path,
+                        detail: "the answer is not a device".into(),
+                    })?;
+                Ok(Some((body, device)))
+            }
+            Err(NetBoxError::Rejected { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `GET /api/status/`: checks the URL and that the token is accepted (NetBox answers it
     /// only to an authenticated client).
     pub async fn status(&self) -> Result<Value, NetBoxError> {
@@ -314,25 +342,7 @@ fn device_path(id: DeviceId) -> String {
 
 impl DeviceStore for NetBoxClient {
     async fn device(&self, id: DeviceId) -> Result<Option<Device>, NetBoxError> {
-        let path = device_path(id);
-        match self.call(Method::GET, &path, &[], None, None).await {
-            Ok((body, etag)) => {
-                let etag = etag.ok_or_else(|| NetBoxError::Unexpected {
-                    method: "GET",
-                    path: path.clone(),
-                    detail: "no ETag header (racklift needs NetBox ≥ 4.7 for safe writes)".into(),
-                })?;
-                Device::from_api(&body, etag)
-                    .map(Some)
-                    .ok_or_else(|| NetBoxError::Unexpected {
-                        method: "GET",
-                        path,
-                        detail: "the answer is not a device".into(),
-                    })
-            }
-            Err(NetBoxError::Rejected { status: 404, .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(self.device_record(id).await?.map(|(_, device)| device))
     }
 
     async fn update_device(

@@ -4,13 +4,15 @@
 //! interfaces, MAC addresses, cables, then `validated`. Any difference: nothing is created or
 //! changed, the device is `failed` with the list of differences.
 //!
-//! [`Validator::apply`] reads ([`gather`]), decides ([`binding`], [`check`]: pure) and only then
-//! writes ([`write`]), one report per device at a time ([`locks`]).
+//! [`Validator::apply`] reads ([`gather`], with the switches and device types it remembers in
+//! [`lookups`]), decides ([`binding`], [`check`]: pure) and only then writes ([`write`]), one
+//! report per device at a time ([`locks`]).
 
 mod binding;
 mod check;
 mod gather;
 mod locks;
+mod lookups;
 mod report;
 mod write;
 
@@ -31,8 +33,10 @@ use crate::config::{Scope, ValidationConfig};
 use crate::lifecycle::{JournalKind, Lifecycle, Transition};
 use crate::netbox::transition::{self, Carry};
 use crate::netbox::{Device, NetBoxClient, NetBoxError};
+use check::Iface;
 use gather::BySerial;
 use locks::DeviceLocks;
+use lookups::{Lookups, Used};
 
 /// How the callback answered, for the HTTP layer.
 #[derive(Debug)]
@@ -72,6 +76,7 @@ pub struct Validator {
     sources: Vec<IpNet>,
     apply_wait: Duration,
     locks: DeviceLocks,
+    lookups: Lookups,
 }
 
 impl Validator {
@@ -82,6 +87,7 @@ impl Validator {
             sources: config.sources.clone(),
             apply_wait: config.apply_wait,
             locks: DeviceLocks::default(),
+            lookups: Lookups::default(),
         }
     }
 
@@ -177,10 +183,10 @@ impl Validator {
                 .await
                 .map_err(fail("journaling the refusal"));
         }
-        let facts = gather::facts(client, &full, &device, interfaces, report)
+        let (differences, plan, used) = self
+            .check_against_netbox(&full, &device, interfaces, report)
             .await
             .map_err(fail("reading what NetBox records"))?;
-        let (differences, plan) = check(report, &facts);
         let summary = json!({
             "report_sha256": digest,
             "at": Utc::now(),
@@ -238,9 +244,14 @@ impl Validator {
         let journaled = transition::journal(client, &device, &verdict)
             .await
             .map_err(fail("journaling the verdict"))?;
-        write::make_netbox_match(client, device.id, &plan)
-            .await
-            .map_err(fail("updating NetBox"))?;
+        if let Err(e) = write::make_netbox_match(client, device.id, &plan).await {
+            // A switch or device type remembered from an earlier report may be what NetBox
+            // refused: the script's re-post reads them afresh.
+            if refused(&e) {
+                self.lookups.forget(&used);
+            }
+            return Err(fail("updating NetBox")(e));
+        }
         journaled
             .commit(
                 client,
@@ -252,6 +263,50 @@ impl Validator {
             .await
             .map_err(fail("recording the verdict"))?;
         Ok(Verdict::Validated { summary: results })
+    }
+
+    /// Reads what NetBox records (see [`gather::facts`]) and checks the report against it.
+    /// Remembered switches and device types only shorten the way to a match: when one was used
+    /// and the check finds differences, a remembered switch turns out renamed, or NetBox refuses
+    /// a read one fed (a switch deleted since), they are forgotten and everything is read and
+    /// checked again, once. Differences always stand on what NetBox holds now.
+    async fn check_against_netbox(
+        &self,
+        full: &Value,
+        device: &Device,
+        interfaces: Vec<Iface>,
+        report: &Report,
+    ) -> Result<(Vec<String>, Plan, Used), NetBoxError> {
+        let (client, lookups) = (&self.client, &self.lookups);
+        let mut used = Used::default();
+        match gather::facts(
+            client,
+            lookups,
+            full,
+            device,
+            interfaces.clone(),
+            report,
+            &mut used,
+        )
+        .await
+        {
+            Ok(facts) => {
+                let (differences, plan) = check(report, &facts);
+                if !used.read_again(!differences.is_empty()) {
+                    return Ok((differences, plan, used));
+                }
+            }
+            Err(e) if used.hits > 0 && refused(&e) => {}
+            Err(e) => return Err(e),
+        }
+        lookups.forget(&used);
+        let mut again = Used::default();
+        let facts = gather::facts(
+            client, lookups, full, device, interfaces, report, &mut again,
+        )
+        .await?;
+        let (differences, plan) = check(report, &facts);
+        Ok((differences, plan, again))
     }
 
     /// A report not bound to the device (see [`binding`]): 403, and journaled as refused.
@@ -281,6 +336,18 @@ impl Validator {
             .journal_once(device.id, JournalKind::Warning, text)
             .await
     }
+}
+
+/// Whether NetBox refused a request for naming an object it does not have (a 404, or the 400 a
+/// list filter or a bulk request naming an unknown id gets): what a stale remembered id causes.
+fn refused(e: &NetBoxError) -> bool {
+    matches!(
+        e,
+        NetBoxError::Rejected {
+            status: 400 | 404,
+            ..
+        }
+    )
 }
 
 /// Whether the device's last verdict passed this very report: only then is a report for a
