@@ -1,13 +1,27 @@
 //! racklift for one test: its configuration, its webhook and event rule in NetBox (`racklift
-//! netbox apply`, scoped to the test's site), and a `racklift serve` process.
+//! netbox apply`, scoped to the test's site), and `racklift serve` — in-process by default,
+//! as a process for the tests that SIGKILL it or hold it at the pause points.
+//!
+//! The port: the harness binds `127.0.0.1:0` once per test and keeps that listener until the
+//! test ends; every start serves on a copy of it. So the port is known before racklift starts
+//! (the webhook NetBox calls names it), it is the same after a restart, and no other process
+//! can take it in between (binding a "free" port and letting it go leaves that window open).
+//! In-process, [`racklift::serve::run`] takes the copy; a process gets it as its stdin (feature
+//! `test-hooks`: `RACKLIFT_TEST_LISTENER_ON_STDIN`, src/serve.rs).
+
+mod in_process;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use super::lab::{Site, free_port, lab};
-use super::wait::wait_for;
+use super::lab::{Site, lab};
+use super::wait::WAIT;
+
+/// What racklift logs in the tests, in-process and as a process alike.
+const LOG_FILTER: &str = "racklift=debug,info";
 
 /// The `racklift` binary cargo built for this test run.
 pub fn racklift_bin() -> PathBuf {
@@ -22,6 +36,7 @@ pub struct Options {
     pub resync: &'static str,
     pub validating_deadline: &'static str,
     pub body_limit: usize,
+    /// `RACKLIFT_TEST_PAUSE_DIR` (src/netbox/pause.rs): only for [`Racklift::start_process`].
     pub pause_dir: Option<PathBuf>,
     /// YAML for the `bmc:` section (indented by two spaces), if the test has BMCs.
     pub bmc: String,
@@ -58,7 +73,14 @@ impl Default for Options {
     }
 }
 
-/// A `racklift serve` process for one test, with its own webhook and event rule in NetBox.
+/// How this test's racklift runs now.
+#[derive(Debug)]
+enum Running {
+    InProcess(in_process::Serving),
+    Process(Child),
+}
+
+/// racklift for one test, with its own webhook and event rule in NetBox.
 #[derive(Debug)]
 pub struct Racklift {
     pub dir: tempfile::TempDir,
@@ -66,22 +88,42 @@ pub struct Racklift {
     pub port: u16,
     pub secret: String,
     pub options: Options,
-    child: Option<Child>,
+    /// Bound once, kept until the test ends; every start serves on a copy (see the module doc).
+    listener: std::net::TcpListener,
+    /// A `racklift serve` process rather than in-process.
+    process: bool,
+    running: Option<Running>,
     restarts: u32,
 }
 
 impl Racklift {
+    /// racklift served in-process ([`racklift::serve::run`] on a runtime of its own), its log
+    /// in [`Racklift::log_path`]. It cannot be killed (`restart` stops it and starts it again)
+    /// and has no pause points: those tests use [`Racklift::start_process`].
     pub async fn start(site: &Site, options: Options) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let secret = format!("whsec-{}", fastrand::u64(..));
+        Self::launch(site, options, false).await
+    }
+
+    /// A `racklift serve` process (built with the feature `test-hooks`, as the tests that
+    /// use this require): for tests that SIGKILL racklift ([`Racklift::kill`]) or hold it at
+    /// the pause points (`Options::pause_dir`).
+    #[cfg(feature = "test-hooks")]
+    pub async fn start_process(site: &Site, options: Options) -> Self {
+        Self::launch(site, options, true).await
+    }
+
+    async fn launch(site: &Site, options: Options, process: bool) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind racklift's port");
+        let port = listener.local_addr().expect("racklift's address").port();
         let mut me = Self {
+            dir: tempfile::tempdir().expect("tempdir"),
             instance: site.slug.clone(),
-            dir,
             port,
-            secret,
+            secret: format!("whsec-{}", fastrand::u64(..)),
             options,
-            child: None,
+            listener,
+            process,
+            running: None,
             restarts: 0,
         };
         me.write_config(&site.slug);
@@ -100,6 +142,7 @@ impl Racklift {
         self.dir.path().join("racklift.yaml")
     }
 
+    /// The log of racklift's current run (one file per start).
     pub fn log_path(&self) -> PathBuf {
         self.dir
             .path()
@@ -159,52 +202,147 @@ impl Racklift {
             .expect("run racklift")
     }
 
+    /// A copy of racklift's listener, for one start.
+    fn listener(&self) -> std::net::TcpListener {
+        self.listener
+            .try_clone()
+            .expect("a copy of racklift's listener")
+    }
+
+    /// Starts racklift and waits until it answers `/healthz`.
     async fn spawn(&mut self) {
+        let running = if self.process {
+            self.spawn_process()
+        } else {
+            assert!(
+                self.options.pause_dir.is_none(),
+                "the pause points are switched on in a racklift process's environment: use Racklift::start_process"
+            );
+            Running::InProcess(in_process::Serving::start(
+                self.listener(),
+                &self.config_path(),
+                &self.log_path(),
+                LOG_FILTER,
+                &self.instance,
+            ))
+        };
+        self.running = Some(running);
+        // Requests wait in the listener's backlog until racklift accepts them, and for ever if
+        // it ended: each try has a timeout, and an ended racklift fails the test at once.
+        let health = format!("http://127.0.0.1:{}/healthz", self.port);
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("client");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(ended) = self.ended() {
+                panic!(
+                    "racklift ended before it answered {health}: {ended}\n--- log ({}) ---\n{}",
+                    self.log_path().display(),
+                    self.log()
+                );
+            }
+            if let Ok(response) = client.get(&health).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {WAIT:?} waiting for racklift to answer {health} (log {})",
+                self.log_path().display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[cfg(feature = "test-hooks")]
+    fn spawn_process(&self) -> Running {
+        use std::os::fd::OwnedFd;
+        use std::process::Stdio;
         let log = std::fs::File::create(self.log_path()).expect("log file");
         let mut command = Command::new(racklift_bin());
         command
             .arg("--config")
             .arg(self.config_path())
             .arg("serve")
-            .env("RUST_LOG", "racklift=debug,info")
-            .stdin(Stdio::null())
+            .env("RUST_LOG", LOG_FILTER)
+            .env(racklift::serve::INHERIT_LISTENER_VAR, "1")
+            .stdin(Stdio::from(OwnedFd::from(self.listener())))
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
         if let Some(dir) = &self.options.pause_dir {
             command.env("RACKLIFT_TEST_PAUSE_DIR", dir);
         }
-        self.child = Some(command.spawn().expect("start racklift serve"));
-        let health = format!("http://127.0.0.1:{}/healthz", self.port);
-        let log_path = self.log_path();
-        wait_for(
-            &format!("racklift to answer {health} (log {})", log_path.display()),
-            || {
-                let health = health.clone();
-                async move {
-                    let ok = reqwest::get(&health).await.ok()?.status().is_success();
-                    ok.then_some(())
-                }
-            },
-        )
-        .await;
+        Running::Process(command.spawn().expect("start racklift serve"))
     }
 
-    /// SIGKILL: no shutdown, no flushing, as a crash.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+    #[cfg(not(feature = "test-hooks"))]
+    fn spawn_process(&self) -> Running {
+        unreachable!("Racklift::start_process needs the feature test-hooks")
+    }
+
+    /// Why racklift is no longer running, if it is not.
+    fn ended(&mut self) -> Option<String> {
+        match self.running.as_mut()? {
+            Running::InProcess(serving) => {
+                if !serving.is_finished() {
+                    return None;
+                }
+                let Some(Running::InProcess(serving)) = self.running.take() else {
+                    unreachable!("matched above")
+                };
+                Some(serving.stop().err().unwrap_or_else(|| "it stopped".into()))
+            }
+            Running::Process(child) => child
+                .try_wait()
+                .expect("racklift's status")
+                .map(|status| status.to_string()),
         }
     }
 
+    /// Stops racklift: a process is SIGKILLed, an in-process one shut down (the listener stays).
+    fn stop(&mut self) {
+        match self.running.take() {
+            None => {}
+            Some(Running::Process(mut child)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Some(Running::InProcess(serving)) => {
+                if let Err(e) = serving.stop() {
+                    assert!(
+                        std::thread::panicking(),
+                        "in-process racklift: {e}\n--- log ({}) ---\n{}",
+                        self.log_path().display(),
+                        self.log()
+                    );
+                }
+            }
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flushing, as a crash. Only a process can be killed so.
+    pub fn kill(&mut self) {
+        assert!(
+            self.process,
+            "only a racklift process can be killed: start it with Racklift::start_process"
+        );
+        self.stop();
+    }
+
+    /// Stops racklift (a process is SIGKILLed) and starts it again with `options`, on the
+    /// same port and with a new log.
     pub async fn restart(&mut self, options: Options) {
-        self.kill();
+        self.stop();
         self.options = options;
         self.restarts += 1;
         self.write_config(&self.instance.clone());
         self.spawn().await;
     }
 
+    /// The log of racklift's current run.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
@@ -238,9 +376,7 @@ impl Racklift {
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
-}
 
-impl Racklift {
     /// Every log this racklift wrote, across restarts.
     fn all_logs(&self) -> String {
         (0..=self.restarts)
@@ -254,7 +390,7 @@ impl Racklift {
 
 impl Drop for Racklift {
     fn drop(&mut self) {
-        self.kill();
+        self.stop();
         if std::thread::panicking() {
             eprintln!(
                 "--- racklift log ({}) ---\n{}",

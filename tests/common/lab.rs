@@ -172,6 +172,9 @@ pub fn run_ok(args: &[&str]) {
     );
 }
 
+/// A port nothing listens on now: for a peer that must bind its own (sushy-tools), or an
+/// address to refuse connections. Another process may take it before it is used, so racklift
+/// itself never gets one of these: the harness binds racklift's listener and keeps it.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")

@@ -1,12 +1,13 @@
 //! The integration-test harness: the lab's real NetBox (started by `scripts/lab up`), a site of
-//! its own per test, a real `racklift serve` process per test with its own webhook and event
-//! rule (applied by `racklift netbox apply`, scoped to the test's site), a TCP proxy a test can
-//! cut, and waits on conditions with a deadline.
+//! its own per test, a racklift per test with its own webhook and event rule (applied by
+//! `racklift netbox apply`, scoped to the test's site) — served in-process on a listener the
+//! harness bound, or as a process for the tests that kill it — a TCP proxy a test can cut, and
+//! waits on conditions with a deadline.
 //!
 //! - [`api`]: a plain NetBox REST client, as an operator or the UI would use it;
 //! - [`lab`]: the lab's NetBox, the test's site and devices, names and MACs no run used;
 //! - [`fields`]: racklift's custom fields in the lab, shared by every test binary;
-//! - [`instance`]: racklift for one test: its configuration, its process, its log;
+//! - [`instance`]: racklift for one test: its configuration, start, restart, kill and log;
 //! - [`wait`]: waits on conditions;
 //! - [`bmc`], [`dhcp`], [`lldp`], [`proxy`]: the BMCs, DHCP servers, LLDP fabric and TCP proxy.
 #![allow(dead_code)] // each test binary uses a different part of the harness
