@@ -124,13 +124,28 @@ enum NetboxCommand {
 /// Logs go to stderr, coloured only on a terminal; `RUST_LOG` filters them (default `info`).
 pub fn init_logging() {
     use std::io::IsTerminal;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    log_subscriber(filter, std::io::stderr, std::io::stderr().is_terminal()).init();
+}
+
+/// racklift's log lines, written to `writer`: what [`init_logging`] installs for the process,
+/// and what the integration tests give each racklift they run in-process (into a file of its
+/// own), so their assertions on the log read the same lines as the binary writes.
+pub fn log_subscriber<W>(
+    filter: tracing_subscriber::EnvFilter,
+    writer: W,
+    ansi: bool,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(writer)
+        .with_ansi(ansi)
+        .finish()
 }
 
 impl Cli {

@@ -21,7 +21,8 @@
 //!   record on disk (atomic write, tolerant read and listing, trimming).
 //! - [`stages`]: the stage contract (`stages::run`) and each stage's work: provisioning
 //!   (Redfish), validation (a report checked, then NetBox made to match).
-//! - [`serve`]: wires the above into `racklift serve`.
+//! - [`serve`]: wires the above into `racklift serve`; [`serve::run`] serves on a listener the
+//!   caller bound, until a future it passes completes (the integration tests run it in-process).
 //!
 //! Deciding (in `lifecycle`) is kept apart from doing (in `controller`, through `netbox`): a
 //! webhook only says "look at device N"; the controller reads N from NetBox and acts on that.

@@ -1,7 +1,8 @@
 //! The lifecycle end to end against the lab's real NetBox: an operator's PATCH, NetBox's own
 //! worker delivering the signed webhook, racklift re-reading the device and writing the next
 //! state with its journal entry, status mirror and stamp. Races are forced with the test-only
-//! pause point (feature `test-hooks`, see src/netbox/pause.rs).
+//! pause point (feature `test-hooks`, see src/netbox/pause.rs): those tests, and the one that
+//! kills racklift, run it as a process (`Racklift::start_process`); the others in-process.
 
 mod common;
 
@@ -219,7 +220,7 @@ async fn an_operators_edit_made_while_racklift_decides_wins() {
     let id = site.device(&api, "srv", "racked").await;
     let pause = tempfile::tempdir().expect("pause dir");
     std::fs::write(pause.path().join(format!("arm-{id}")), b"").expect("arm");
-    let racklift = Racklift::start(
+    let racklift = Racklift::start_process(
         &site,
         Options {
             pause_dir: Some(pause.path().to_owned()),
@@ -276,7 +277,7 @@ async fn after_a_crash_resync_alone_finishes_the_work_and_replays_advance_nothin
     }
     let pause = tempfile::tempdir().expect("pause dir");
     std::fs::write(pause.path().join("arm-all"), b"").expect("arm");
-    let mut racklift = Racklift::start(
+    let mut racklift = Racklift::start_process(
         &site,
         Options {
             pause_dir: Some(pause.path().to_owned()),

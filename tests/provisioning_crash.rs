@@ -1,5 +1,5 @@
-//! Provisioning under crashes and lost answers, against the lab's real NetBox, a real
-//! `racklift serve` and bmcsim: each crash point around the reset is forced with the test-only
+//! Provisioning under crashes and lost answers, against the lab's real NetBox, a `racklift
+//! serve` process and bmcsim: each crash point around the reset is forced with the test-only
 //! pause points (feature `test-hooks`, src/netbox/pause.rs), racklift is SIGKILLed there and
 //! started again, and the BMC's own record says what happened. A device is right when it is
 //! `validating` and its BMC booted exactly once, with the one-time PXE override.
@@ -130,7 +130,7 @@ async fn a_crash_between_recording_the_reset_and_sending_it_sends_it_once_after_
     // A running and a switched-off server: the chaos run's two wrong devices.
     let (sim, servers, bmc) = servers(&api, &site, dir.path(), 2).await;
     arm(pause.path(), "before-reset");
-    let mut racklift = Racklift::start(&site, options(pause.path(), &bmc, &sim)).await;
+    let mut racklift = Racklift::start_process(&site, options(pause.path(), &bmc, &sim)).await;
     for s in &servers {
         api.set_lifecycle(s.id, "provisioning").await;
     }
@@ -183,7 +183,7 @@ async fn a_crash_after_the_reset_before_its_answer_is_recorded_never_resets_agai
     let pause = tempfile::tempdir().expect("pause");
     let (sim, servers, bmc) = servers(&api, &site, dir.path(), 2).await;
     arm(pause.path(), "after-reset");
-    let mut racklift = Racklift::start(&site, options(pause.path(), &bmc, &sim)).await;
+    let mut racklift = Racklift::start_process(&site, options(pause.path(), &bmc, &sim)).await;
     for s in &servers {
         api.set_lifecycle(s.id, "provisioning").await;
     }
@@ -221,7 +221,7 @@ async fn a_reset_the_bmc_refuses_or_leaves_unanswered_ends_in_exactly_one_boot()
     let (sim, servers, bmc) = servers(&api, &site, dir.path(), 4).await;
     arm(pause.path(), "before-reset");
     arm(pause.path(), "after-reset");
-    let _racklift = Racklift::start(&site, options(pause.path(), &bmc, &sim)).await;
+    let _racklift = Racklift::start_process(&site, options(pause.path(), &bmc, &sim)).await;
     for s in &servers {
         api.set_lifecycle(s.id, "provisioning").await;
     }
@@ -290,7 +290,7 @@ async fn racklift_killed_at_random_while_servers_provision_leaves_no_server_wron
     let dir = tempfile::tempdir().expect("tempdir");
     let pause = tempfile::tempdir().expect("pause");
     let (sim, servers, bmc) = servers(&api, &site, dir.path(), count).await;
-    let mut racklift = Racklift::start(&site, options(pause.path(), &bmc, &sim)).await;
+    let mut racklift = Racklift::start_process(&site, options(pause.path(), &bmc, &sim)).await;
     for s in &servers {
         api.set_lifecycle(s.id, "provisioning").await;
     }
