@@ -98,9 +98,14 @@ fn report(lab: &Lab) -> Value {
 /// Posts a report as racklift-validate does: a `503` with `Retry-After` (the device changed
 /// while the report was applied, say) is posted again after the delay, a few times.
 async fn post(racklift: &Racklift, token: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+    post_as_script(racklift.port, token, body).await
+}
+
+/// [`post`] to racklift on `port`.
+async fn post_as_script(port: u16, token: Option<&str>, body: Vec<u8>) -> (u16, Value) {
     let mut tries = 0;
     loop {
-        let (status, retry_after, answer) = post_to(racklift.port, token, body.clone()).await;
+        let (status, retry_after, answer) = post_to(port, token, body.clone()).await;
         let delay = retry_after.and_then(|s| s.parse::<u64>().ok());
         match delay {
             Some(secs) if status == 503 && tries < 3 => {
@@ -1132,7 +1137,7 @@ async fn a_second_apply_of_a_device_and_applies_beyond_the_cap_are_answered_503(
     // The script's retry while its first post is still applied: it waits for apply_wait, then
     // 503 with Retry-After.
     gate.hold();
-    let first = tokio::spawn(post_to(port, Some(TOKEN), body(a)));
+    let first = tokio::spawn(post_as_script(port, Some(TOKEN), body(a)));
     gate.holds(&interfaces(a)).await;
     let (status, retry_after, answer) = post_to(port, Some(TOKEN), body(a)).await;
     gate.release();
@@ -1142,7 +1147,7 @@ async fn a_second_apply_of_a_device_and_applies_beyond_the_cap_are_answered_503(
         error_of(&answer).contains("another report for the device with the serial"),
         "{answer}"
     );
-    let (status, _, answer) = first.await.expect("post task");
+    let (status, answer) = first.await.expect("post task");
     assert_eq!(
         (status, answer["result"].as_str()),
         (200, Some("validated")),
@@ -1152,8 +1157,8 @@ async fn a_second_apply_of_a_device_and_applies_beyond_the_cap_are_answered_503(
     // Two applies run (the cap): a third report is answered at once, before any NetBox call.
     gate.hold();
     let running = [
-        tokio::spawn(post_to(port, Some(TOKEN), body(b))),
-        tokio::spawn(post_to(port, Some(TOKEN), body(c))),
+        tokio::spawn(post_as_script(port, Some(TOKEN), body(b))),
+        tokio::spawn(post_as_script(port, Some(TOKEN), body(c))),
     ];
     gate.holds(&serial(b)).await;
     gate.holds(&serial(c)).await;
@@ -1166,7 +1171,7 @@ async fn a_second_apply_of_a_device_and_applies_beyond_the_cap_are_answered_503(
         "{answer}"
     );
     for (lab, post) in [b, c].into_iter().zip(running) {
-        let (status, _, answer) = post.await.expect("post task");
+        let (status, answer) = post.await.expect("post task");
         assert_eq!(
             (status, answer["result"].as_str()),
             (200, Some("validated")),
