@@ -157,6 +157,26 @@ fn options() -> Options {
     }
 }
 
+/// Waits until racklift's resync at start has stamped `devices` (it finds them validating with
+/// no stamp of its own) and nothing runs. A report applied meanwhile may read a device before
+/// that stamp's write and then see its verdict's conditional PATCH refused (412, answered 503:
+/// the script posts again); a test that watches one apply starts after the stamps.
+async fn wait_stamped(api: &Api, racklift: &Racklift, devices: &[u64]) {
+    wait_for(
+        "racklift to stamp the devices validating and be idle",
+        || async {
+            for id in devices {
+                let device = api.device(*id).await;
+                if device["custom_fields"]["lifecycle_stamp"]["state"] != "validating" {
+                    return None;
+                }
+            }
+            (racklift.health().await["queue"]["running"] == 0).then_some(())
+        },
+    )
+    .await;
+}
+
 /// eth0 and eth1 carry the reported MACs as primary and are cabled to swp1 and swp2.
 async fn assert_made_to_match(api: &Api, lab: &Lab) {
     let interfaces = api
@@ -1131,6 +1151,8 @@ async fn a_second_apply_of_a_device_and_applies_beyond_the_cap_are_answered_503(
         },
     )
     .await;
+    // The applies held below must not meet the stamps' writes (a 412 answers 503 too).
+    wait_stamped(&api, &racklift, &[a.device, b.device, c.device]).await;
     let port = racklift.port;
     let body = |lab: &Lab| json_body(&report(lab));
 
@@ -1358,16 +1380,10 @@ async fn a_four_nic_report_costs_at_most_ten_netbox_calls() {
         },
     )
     .await;
-    // racklift's resync at start stamps the device it finds validating; once that is done and
-    // nothing runs, every call racklift makes is the report's (no webhook fires: the stamp
-    // leaves the lifecycle as it is, and the next resync is an hour away).
-    wait_for("racklift to stamp the device validating", || async {
-        let device = api.device(lab.device).await;
-        let stamped = device["custom_fields"]["lifecycle_stamp"]["state"] == "validating";
-        let idle = racklift.health().await["queue"]["running"] == 0;
-        (stamped && idle).then_some(())
-    })
-    .await;
+    // Once racklift's resync at start has stamped the device and nothing runs, every call
+    // racklift makes is the report's (no webhook fires: the stamp leaves the lifecycle as it
+    // is, and the next resync is an hour away).
+    wait_stamped(&api, &racklift, &[lab.device]).await;
     let before = recorder.lines().len();
 
     let (status, answer) = post(&racklift, Some(TOKEN), json_body(&report_of_four(&lab))).await;
@@ -1453,6 +1469,8 @@ async fn a_report_applied_halfway_is_completed_and_nothing_is_made_twice() {
         .await["id"]
         .clone();
     let racklift = Racklift::start(&site, options()).await;
+    // The changes below are the first apply's: no stamp may make it post again.
+    wait_stamped(&api, &racklift, &[lab.device]).await;
 
     let (status, answer) = post(&racklift, Some(TOKEN), json_body(&report(&lab))).await;
     assert_eq!(
